@@ -1,0 +1,1 @@
+"""Trust registry: a witnessed transparency log. Not built yet: see the Registry issue."""

@@ -1,0 +1,1 @@
+"""Holder wallet CLI. Not built yet: see the Wallet issue."""
