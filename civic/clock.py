@@ -11,6 +11,8 @@ import secrets
 import time
 from collections.abc import Callable
 
+from civic.errors import ReasonCode, UsageError
+
 Clock = Callable[[], int]
 """Returns the current time as whole seconds since the Unix epoch (JWT NumericDate)."""
 
@@ -39,9 +41,9 @@ class FixedClock:
 
 
 def random_below(bound: int, random: RandomBytes = system_random) -> int:
-    """A uniform integer in ``[0, bound)`` from ``random``, by rejection sampling (no modulo bias)."""
+    """A uniform integer in ``[0, bound)``, by rejection sampling (no modulo bias)."""
     if bound <= 0:
-        raise ValueError("bound must be positive")
+        raise UsageError(ReasonCode.MALFORMED_INPUT, "bound must be positive")
     nbytes = (bound.bit_length() + 7) // 8
     limit = (256**nbytes // bound) * bound
     while True:

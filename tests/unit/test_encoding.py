@@ -1,0 +1,112 @@
+"""Strict base64 and JSON: every malformed input gets a CivicError with its reason code."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from civic.encoding import (
+    b64std_decode,
+    b64std_encode,
+    b64url_decode,
+    b64url_encode,
+    json_dumps,
+    json_loads,
+    json_loads_object,
+)
+from civic.errors import CivicError, MalformedError, ReasonCode
+
+
+@given(st.binary(max_size=200))
+def test_b64url_round_trip_and_matches_stdlib(data: bytes) -> None:
+    text = b64url_encode(data)
+    assert "=" not in text
+    assert text == base64.urlsafe_b64encode(data).decode().rstrip("=")
+    assert b64url_decode(text) == data
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("QQ==", "padding is not allowed in JOSE"),
+        ("QR", "non-zero unused bits: decodes like 'QQ'"),
+        ("QUJ", "non-zero unused bits: decodes like 'QUI'"),
+        ("Q", "impossible length"),
+        ("a+b/", "standard alphabet"),
+        ("ab cd", "whitespace"),
+        ("äb", "non-ASCII"),
+    ],
+)
+def test_b64url_rejects_non_canonical(text: str, why: str) -> None:
+    with pytest.raises(MalformedError) as info:
+        b64url_decode(text)
+    assert info.value.reason is ReasonCode.MALFORMED_BASE64, why
+
+
+@given(st.text(max_size=40))
+def test_b64url_decode_only_raises_civic_errors(text: str) -> None:
+    try:
+        decoded = b64url_decode(text)
+    except CivicError as exc:
+        assert exc.reason is ReasonCode.MALFORMED_BASE64
+    else:
+        assert b64url_encode(decoded) == text  # whatever decodes is canonical
+
+
+@given(st.binary(max_size=100))
+def test_b64std_round_trip(data: bytes) -> None:
+    assert b64std_decode(b64std_encode(data)) == data
+
+
+@pytest.mark.parametrize("text", ["QR==", "QQ", "QQ=", "Q Q==", "QQ==\n", "-_=="])
+def test_b64std_rejects_non_canonical(text: str) -> None:
+    with pytest.raises(MalformedError):
+        b64std_decode(text)
+
+
+def test_json_rejects_duplicate_members_at_any_depth() -> None:
+    with pytest.raises(MalformedError) as info:
+        json_loads('{"a":1,"a":2}')
+    assert info.value.reason is ReasonCode.DUPLICATE_JSON_MEMBER
+    with pytest.raises(MalformedError) as info:
+        json_loads('{"x":[{"b":1,"b":1}]}')
+    assert info.value.reason is ReasonCode.DUPLICATE_JSON_MEMBER
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ("NaN", ReasonCode.MALFORMED_JSON),
+        ('{"a": Infinity}', ReasonCode.MALFORMED_JSON),
+        ("{", ReasonCode.MALFORMED_JSON),
+        (b"\xff\xfe", ReasonCode.MALFORMED_UTF8),
+        ("[" * 100 + "]" * 100, ReasonCode.NESTING_TOO_DEEP),
+        ("[" * 100_000, ReasonCode.NESTING_TOO_DEEP),
+        ("1" * 5000, ReasonCode.NUMBER_OUT_OF_RANGE),
+    ],
+)
+def test_json_rejections_carry_reason(data: str | bytes, reason: ReasonCode) -> None:
+    with pytest.raises(MalformedError) as info:
+        json_loads(data)
+    assert info.value.reason is reason
+
+
+def test_json_object_required() -> None:
+    with pytest.raises(MalformedError) as info:
+        json_loads_object("[1]", what="header")
+    assert "header" in info.value.detail
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+        max_leaves=20,
+    )
+)
+def test_json_round_trip_matches_stdlib(value: object) -> None:
+    assert json_loads(json_dumps(value)) == json.loads(json_dumps(value))
