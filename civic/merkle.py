@@ -14,13 +14,13 @@
   root or proof for any historical tree size costs O(log n) node reads, fetched in one batch,
   and an append writes O(log n) nodes.
 
-Hash length: every hash handed to the verifiers (leaf hash, proof nodes, *and roots*) must be
-exactly 32 bytes, otherwise :class:`MalformedError` (``MALFORMED_PROOF``). transparency-dev
-only checks the leaf hash, so it accepts a consistency check between two equal 12-byte "roots"
-of equal size (its vector ``consistency/additional/sizes-are-equal-one-and-proof-is-empty``).
-A value that is not 32 bytes is never a SHA-256 tree head, and accepting it would let a caller
-skip a parsing mistake upstream, so this module rejects it: that one vector is a deliberate
-deviation.
+Hash length: the leaf hash and every proof node must be exactly 32 bytes, otherwise
+:class:`MalformedError` (``MALFORMED_PROOF``). Roots are compared as given, as transparency-dev
+does: a root of another length can never equal a computed SHA-256 node, so it fails as a
+mismatch, and for two equal tree sizes the proof only asserts that the two roots are equal
+(the vector ``consistency/additional/sizes-are-equal-one-and-proof-is-empty`` expects success
+with two equal 12-byte "roots"). Callers that parse tree heads (checkpoints) enforce 32 bytes
+there, where the root is first read.
 """
 
 from __future__ import annotations
@@ -187,7 +187,6 @@ def verify_inclusion(
     leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
 ) -> None:
     """Raise unless ``proof`` puts ``leaf_hash`` at ``index`` in the tree (``size``, ``root``)."""
-    _check_hash(root, "root")
     computed = root_from_inclusion_proof(leaf_hash, index, size, proof)
     if not hmac.compare_digest(computed, root):
         raise VerificationError(
@@ -205,8 +204,6 @@ def verify_consistency(
         raise MalformedError(
             ReasonCode.INDEX_OUT_OF_RANGE, "a consistency proof from the empty tree proves nothing"
         )
-    _check_hash(root1, "root1")
-    _check_hash(root2, "root2")
     if size1 == size2:
         _check_proof(proof, 0, "consistency proof")
         if not hmac.compare_digest(root1, root2):
