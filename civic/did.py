@@ -196,6 +196,11 @@ def public_key_from_multikey(
     Raises ``reason`` for anything malformed and ``UNSUPPORTED_KEY_TYPE`` for a recognised key
     type this system does not use.
     """
+    return _decode_multikey(multikey, reason)[0]
+
+
+def _decode_multikey(multikey: str, reason: ReasonCode) -> tuple[PublicKey, bytes | None]:
+    """The key and, for Ed25519, its X25519 form (computed once: it is the costly check)."""
     if not multikey.startswith(_MULTIBASE_BASE58BTC):
         raise MalformedError(reason, "multibase prefix is not 'z' (base58btc)")
     payload = base58btc_decode(multikey[1:], reason=reason)
@@ -204,14 +209,15 @@ def public_key_from_multikey(
     if codec == MULTICODEC_ED25519_PUB:
         if len(key_bytes) != _ED25519_KEY_LENGTH:
             raise MalformedError(reason, "Ed25519 public key must be 32 bytes")
-        if _x25519_from_ed25519(key_bytes) is None:
+        x25519 = _x25519_from_ed25519(key_bytes)
+        if x25519 is None:
             raise MalformedError(reason, "Ed25519 key is not a point of the prime-order subgroup")
-        return ed25519_public_key(key_bytes)
+        return ed25519_public_key(key_bytes), x25519
     if codec == MULTICODEC_P256_PUB:
         if len(key_bytes) != _P256_COMPRESSED_LENGTH or key_bytes[0] not in (2, 3):
             raise MalformedError(reason, "P-256 public key must be a 33-byte compressed point")
         try:
-            return p256_public_key(key_bytes)
+            return p256_public_key(key_bytes), None
         except MalformedError:
             raise MalformedError(reason, "P-256 point is not on the curve") from None
     name = _KNOWN_UNSUPPORTED_KEY_CODECS.get(codec)
@@ -331,11 +337,9 @@ def resolve_did(did: str) -> DidDocument:
 
 def _resolve_did_key(did: str) -> DidDocument:
     multikey = did[len(_DID_KEY_PREFIX) :]
-    key = public_key_from_multikey(multikey, reason=ReasonCode.MALFORMED_DID)
+    key, x25519 = _decode_multikey(multikey, ReasonCode.MALFORMED_DID)
     method_id = f"{did}#{multikey}"
-    if key.alg == "EdDSA":
-        x25519 = _x25519_from_ed25519(key.raw)
-        assert x25519 is not None  # public_key_from_multikey refused keys without one
+    if x25519 is not None:
         return DidDocument(
             id=did,
             method="key",

@@ -21,7 +21,9 @@ from civic.did import (
     did_jwk_from_public_key,
     did_key_from_public_key,
     encode_varint,
+    multikey_from_public_key,
     public_key_from_did_url,
+    public_key_from_multikey,
     resolve_did,
 )
 from civic.encoding import b64url_decode, b64url_encode, json_dumps
@@ -257,6 +259,17 @@ def test_x25519_key_agreement_fragment_is_not_a_signature_key() -> None:
     with pytest.raises(MalformedError) as info:
         public_key_from_did_url(f"{did}#{agreement_fragment}")
     assert info.value.reason == ReasonCode.MALFORMED_DID
+
+
+def test_multikey_is_the_did_key_method_specific_id() -> None:
+    for key in (ED_KEY, EC_KEY):
+        multikey = multikey_from_public_key(key)
+        assert did_key_from_public_key(key) == "did:key:" + multikey
+        assert public_key_from_multikey(multikey) == key
+    for bad in ("", "z", "6Mk", "z0"):
+        with pytest.raises(MalformedError) as info:
+            public_key_from_multikey(bad)
+        assert info.value.reason == ReasonCode.MALFORMED_INPUT
 
 
 # --- did:key: malformed input -----------------------------------------------------------------
