@@ -3,11 +3,10 @@
 Specifications:
 
 - W3C DID Core 1.0, section 3.1 (DID syntax) and 3.2 (DID URL syntax, fragments).
-- W3C CCG "The did:key Method" v0.7: section 2 (format ``did:key:`` + multibase), 3.1.1
-  (Document Creation Algorithm), 3.1.2 (Signature Method Creation Algorithm: key lengths,
-  P-256 keys as *compressed* SEC1 points) and 3.1.3 (Encryption Method Creation Algorithm:
-  the X25519 ``keyAgreement`` key derived from an Ed25519 key). Test vectors:
-  ``w3c-ccg/did-method-key/test-vectors``.
+- W3C CCG "The did:key Method" v0.7: "Format" (``did:key:`` + multibase), "Document Creation
+  Algorithm", "Signature Method Creation Algorithm" (key lengths, P-256 keys as *compressed*
+  SEC1 points) and "Encryption Method Creation Algorithm" (the X25519 ``keyAgreement`` key
+  derived from an Ed25519 key). Test vectors: ``w3c-ccg/did-method-key/test-vectors``.
 - Multibase (``z`` = base58btc, draft-msporny-base58 section 2, Bitcoin alphabet), multicodec
   table (``ed25519-pub`` 0xed, ``p256-pub`` 0x1200, ...) and the multiformats unsigned-varint
   spec (minimal encoding, at most 9 bytes).
