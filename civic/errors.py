@@ -84,6 +84,8 @@ class ReasonCode(StrEnum):
     STATUS_LIST_SUBJECT_MISMATCH = "status_list_subject_mismatch"
     STATUS_LIST_UNAVAILABLE = "status_list_unavailable"
     STATUS_INDEX_OUT_OF_RANGE = "status_index_out_of_range"
+    STATUS_CLAIM_MALFORMED = "status_claim_malformed"
+    STATUS_VALUE_UNKNOWN = "status_value_unknown"
 
     # Merkle log (RFC 9162)
     MALFORMED_PROOF = "malformed_proof"
