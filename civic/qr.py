@@ -24,7 +24,7 @@ dictionary included: a change makes a new version, never an edit.
     segment  = *(%x00-F4 / marker)                   ; JSON text with its random strings marked
     marker   = 0xFF          ; '"' b64url(next 32 tail bytes) '"'
              / 0xFE          ; '"' b64url(next 16 tail bytes) '"'
-             / 0xFD index    ; '"' b64url(SHA-256(element number index)) '"', a later disclosure
+             / 0xFD varint(i); '"' b64url(SHA-256(element i)) '"', element i another disclosure
              / 0xFC          ; '"' b64url(SHA-256(all elements before this last one, "~"-ended)) '"'
 
 The tail carries the random values (signatures, digests, salts, key coordinates) as raw bytes
@@ -143,58 +143,55 @@ def b45decode(text: str) -> bytes:
 
 # --- preset dictionary ------------------------------------------------------------------------
 
-_SEOUL: Final = "서울특별시".encode()
-_GU: Final = "구".encode()  # the suffix of every Seoul district name
-
 # Skeleton text (see the grammar above: random strings already replaced by markers, 0xF9 for
 # "~", 0xFA for ".") that presentations of this system are made of. DEFLATE refers back into it
 # as if it had been sent before the data, and nearer text is cheaper to refer to, so the layout
-# this system writes comes last. Frozen for CW1: a change here makes a new version.
+# civic.sdjwtvc and civic.sdjwt write comes last. Frozen for CW1: a change makes a new version.
 _PRESET_DICTIONARY_V1: Final = b"".join(
     (
-        # Other credential types: vaccination (EU DCC value sets) and youth allowance.
-        b'"vct":"urn:civic:vct:vaccination:1"\xf9[\xfe,"vaccination",{"tg":"840539006",'
-        b'"vp":"1119349007","mp":"EU/1/20/1528","ma":"ORG-100030215","dn":1,"sd":2,'
-        b'"dt":"2021-","co":"KR","is":"","ci":"URN:UVCI:01:KR:"}]',
-        b'"vct":"urn:civic:vct:youth-allowance:1"\xf9[\xfe,"programme","youth-allowance"]'
-        b'\xf9[\xfe,"monthly_amount",]\xf9[\xfe,"period",{"start":"20","end":"20"}]'
-        b'\xf9[\xfe,"status","active"]\xf9[\xfe,"eligibility",{"',
         # JSON written with spaces, as in the RFC 9901 examples and by other issuers.
         b'{"alg": "ES256", "typ": "dc+sd-jwt", "kid": "\xfa{"_sd": [\xff, \xff, \xff], '
         b'"iss": "https://", "iat": 17, "exp": 17, "vct": "", "_sd_alg": "sha-256", '
         b'"cnf": {"jwk": {"kty": "EC", "crv": "P-256", "x": \xff, "y": \xff}}}\xfa@'
         b'\xf9[\xfe, "given_name", "\xf9{"alg": "ES256", "typ": "kb+jwt"}\xfa'
         b'{"nonce": "", "aud": "https://", "iat": 17, "sd_hash": \xfc}\xfa@',
-        # ES256 in compact JSON.
-        b'{"alg":"ES256","typ":"dc+sd-jwt","kid":"',
-        b'"cnf":{"jwk":{"kty":"EC","crv":"P-256","x":\xff,"y":\xff}}',
-        b'\xf9{"alg":"ES256","typ":"kb+jwt"}\xfa',
-        # Other member orders: digests first as in RFC 9901 section 5, KB-JWT as in 4.3.
-        b'\xfa{"_sd":[\xff,\xff,\xff,\xff,\xff,\xff],"iss":"https://","iat":17,"exp":17,'
-        b'"vct":"urn:civic:vct:residency:1","_sd_alg":"sha-256","cnf":{"jwk":{"kty":"OKP",'
-        b'"crv":"Ed25519","x":\xff}},"status":{"status_list":{"idx":,"uri":"https://"}}}\xfa@',
-        b'\xfa{"nonce":\xfe,"aud":"https://","iat":17,"sd_hash":\xfc}\xfa@"nbf":17,"kid":"',
-        # Residency claims.
-        b'\xf9[\xfe,"birth_date","19"]\xf9[\xfe,"birth_date","20"]',
-        b'\xf9[\xfe,"resident_since","20"]\xf9[\xfe,"age_over_14",true]',
-        b'\xf9[\xfe,"age_over_18",true]\xf9[\xfe,"age_over_65",false]',
-        b'\xf9[\xfe,"age_over_19",false]\xf9[\xfe,"locality","',
-        b'"]\xf9[\xfe,"region","' + _SEOUL + b'"]',
-        b'\xf9[\xfe,"address",{"region":"' + _SEOUL + b'","locality":"' + _GU + b'"}]',
-        # A whole presentation skeleton as this system writes it.
-        b'\x01{"alg":"EdDSA","typ":"dc+sd-jwt","kid":\xff}\xfa{"iss":"https://",'
-        b'"iat":17,"exp":17,"vct":"urn:civic:vct:residency:1","cnf":{"jwk":{"kty":"OKP",'
-        b'"crv":"Ed25519","x":\xff}},"status":{"status_list":{"idx":,"uri":"https://"}},'
-        b'"_sd":[\xff,\xff,\xfd\x01,\xff,\xfd\x02,\xff,\xfd\x03,\xff,\xfd\x04,\xff,\xff,\xff],'
-        b'"_sd_alg":"sha-256"}\xfa@',
+        # Vaccination: EU DCC fields, each disclosable on its own.
+        b'"vct":"urn:civic:vct:vaccination:1"\xf9[\xfe,"vaccination",{"_sd":[\xff,\xff,\xff]}]'
+        b'\xf9[\xfe,"tg","840539006"]\xf9[\xfe,"vp","1119349007"]\xf9[\xfe,"mp","EU/1/20/1528"]'
+        b'\xf9[\xfe,"ma","ORG-100030215"]\xf9[\xfe,"dn",\xf9[\xfe,"sd",\xf9[\xfe,"dt","202'
+        b'\xf9[\xfe,"co","KR"]\xf9[\xfe,"is","Korea Disease Control and Prevention Agency"]'
+        b'\xf9[\xfe,"ci","URN:UVCI:01:KR:KDCA/202',
+        # Youth allowance.
+        b'"vct":"urn:civic:vct:youth-allowance:1"\xf9[\xfe,"programme_id","seoul-youth-'
+        b'allowance-202"]\xf9[\xfe,"monthly_amount",\xf9[\xfe,"currency","KRW"]'
+        b'\xf9[\xfe,"period",{"_sd":[\xff,\xff,\xff]}]\xf9[\xfe,"start","202\xf9[\xfe,"end","202'
+        b'\xf9[\xfe,"allowance_status","active"]\xf9[\xfe,"eligibility",{"_sd":[\xff,\xff,\xff]}]'
+        b'\xf9[\xfe,"age_19_to_34",true]\xf9[\xfe,"seoul_resident",true]'
+        b'\xf9[\xfe,"not_employed_full_time",true]\xf9[\xfe,"not_enrolled_as_student",true]'
+        b'\xf9[\xfe,"household_income_within_150_percent_median",true]',
+        # ES256 in compact JSON, other member orders (RFC 9901 section 5 puts _sd first).
+        b'{"alg":"ES256","typ":"dc+sd-jwt","kid":"\xfa{"_sd":[\xff,\xff,\xff,\xff],"iss":"https://"',
+        b'"cnf":{"jwk":{"kty":"EC","crv":"P-256","x":\xff,"y":\xff}}}\xfa@\xf9{"alg":"ES256",'
+        b'"typ":"kb+jwt"}\xfa{"nonce":\xff,"aud":"https://","iat":17,"sd_hash":\xfc}\xfa@',
+        # Residency.
+        b'\xf9[\xfe,"birth_date","19\xf9[\xfe,"birth_date","20\xf9[\xfe,"resident_since","20',
+        b'\xf9[\xfe,"age_over_14",true]\xf9[\xfe,"age_over_18",true]\xf9[\xfe,"age_over_65",false]',
+        b'\xf9[\xfe,"age_over_65",true]\xf9[\xfe,"age_over_19",false]\xf9[\xfe,"locality","',
+        b'-gu"]\xf9[\xfe,"region","' + "서울특별시".encode() + b'"]\xf9[\xfe,"region","Busan"]',
+        b'\xf9[\xfe,"region","Seoul"]',
+        b'\xf9[\xfe,"address",{"_sd":[\xfd\x05,\xff,\xff]}]',
         b'\xf9[\xfe,"given_name","',
         b'"]\xf9[\xfe,"family_name","',
         b'"]\xf9[\xfe,"age_over_19",true]',
-        b'\xf9{"alg":"EdDSA","typ":"kb+jwt"}\xfa',
+        # A whole presentation skeleton as civic.sdjwtvc and civic.sdjwt write it.
+        b'\x01{"alg":"EdDSA","typ":"dc+sd-jwt","kid":\xff}\xfa{"iss":"https://",'
+        b'"iat":17,"exp":17,"nbf":17,"vct":"urn:civic:vct:residency:1","status":{"status_list":'
+        b'{"idx":,"uri":"https://"}},"_sd":[\xff,\xfd\x01,\xff,\xfd\x02,\xff,\xfd\x03,\xff,\xfd'
+        b'\x04,\xff,\xff],"_sd_alg":"sha-256","cnf":{"jwk":{"kty":"OKP","crv":"Ed25519","x":\xff'
+        b'}}}\xfa@\xf9{"alg":"EdDSA","typ":"kb+jwt"}\xfa',
         b'{"iat":17,"aud":"https://","nonce":\xfe,"sd_hash":\xfc}\xfa@',
     )
 )
-
 
 # --- skeleton ---------------------------------------------------------------------------------
 
@@ -213,8 +210,7 @@ _NOT_UTF8_RE: Final = re.compile(rb"[\xf5-\xff]")
 # A JSON string literal holding exactly base64url(32 bytes) or base64url(16 bytes).
 _RANDOM_STRING_RE: Final = re.compile(rb'"([A-Za-z0-9_-]{43}|[A-Za-z0-9_-]{22})"')
 
-_MAX_REFERENCED_ELEMENT: Final = 0xFF  # the index after a digest marker is one byte
-_VARINT_MAX_BYTES: Final = 3  # 2**21 - 1 is far above any signature that fits a skeleton
+_VARINT_MAX_BYTES: Final = 3  # 2**21 - 1 is above any length or index a packing can hold
 
 
 class _NotStructured(Exception):
@@ -248,10 +244,11 @@ class _Packer:
     """Builds the SD_JWT skeleton and tail of one presentation.
 
     Digests are recomputed rather than sent where the packed data already determines them:
-    a SHA-256 digest (RFC 9901 section 4.2.3) equal to that of a later disclosure element
+    a SHA-256 digest (RFC 9901 section 4.2.3) equal to that of another disclosure element
     becomes a reference to that element, and a KB-JWT ``sd_hash`` (section 4.3.1) equal to
-    the hash of the presentation before it becomes a bare marker. References only point
-    forward so that :func:`unpack` can resolve the elements from last to first.
+    the hash of the presentation before it becomes a bare marker. An element cannot contain
+    its own digest, nor (SHA-256 being preimage resistant) depend on itself through others, so
+    the references form an acyclic graph that :func:`unpack` resolves in dependency order.
     """
 
     def __init__(self, text: str) -> None:
@@ -260,10 +257,10 @@ class _Packer:
         self.elements = text.split("~")
         self.skeleton = bytearray((_MODE_SD_JWT,))
         self.tail = bytearray()
-        self.last_disclosure_with_digest: dict[bytes, int] = {}
-        for index, element in enumerate(self.elements[: _MAX_REFERENCED_ELEMENT + 1]):
+        self.disclosures_with_digest: dict[bytes, list[int]] = {}
+        for index, element in enumerate(self.elements):
             if "." not in element:
-                self.last_disclosure_with_digest[_sha256(element)] = index
+                self.disclosures_with_digest.setdefault(_sha256(element), []).append(index)
         self.sd_hash: bytes | None = None
         if len(self.elements) > 1 and "." in self.elements[-1]:
             self.sd_hash = _sha256(_sd_hash_input(self.elements))
@@ -308,10 +305,11 @@ class _Packer:
         if raw == self.sd_hash and index == len(self.elements) - 1:
             self.skeleton.append(_MARK_SD_HASH)
             return
-        referenced = self.last_disclosure_with_digest.get(raw, -1)
-        if referenced > index:
-            self.skeleton += bytes((_MARK_DIGEST_OF, referenced))
-            return
+        for referenced in self.disclosures_with_digest.get(raw, ()):
+            if referenced != index:
+                self.skeleton.append(_MARK_DIGEST_OF)
+                _put_varint(self.skeleton, referenced)
+                return
         self.skeleton.append(_MARK_32 if len(raw) == 32 else _MARK_16)
         self.tail += raw
 
@@ -422,7 +420,7 @@ class _Unpacker:
             elif byte in (_MARK_DIGEST_OF, _MARK_SD_HASH):
                 pieces.append(bytes(literal))
                 literal.clear()
-                pieces.append(self.byte() if byte == _MARK_DIGEST_OF else _SD_HASH_REF)
+                pieces.append(self.varint() if byte == _MARK_DIGEST_OF else _SD_HASH_REF)
             else:
                 raise _malformed("reserved byte in skeleton")
         pieces.append(bytes(literal))
@@ -455,30 +453,35 @@ class _Unpacker:
     def unpack(self) -> str:
         segments, signatures = self.parse()
         count = len(segments)
+        # What each element's digests depend on: the disclosures it refers to, and for the
+        # sd_hash of a KB-JWT everything before it.
+        dependencies: list[set[int]] = [set() for _ in range(count)]
+        for index, element_segments in enumerate(segments):
+            for pieces in element_segments:
+                for piece in pieces:
+                    if isinstance(piece, bytes):
+                        continue
+                    if piece == _SD_HASH_REF:
+                        if index != count - 1 or signatures[index] is None or count < 2:
+                            raise _malformed("sd_hash marker outside a key binding JWT")
+                        dependencies[index].update(range(count - 1))
+                    elif piece < count and piece != index and signatures[piece] is None:
+                        dependencies[index].add(piece)
+                    else:
+                        raise _malformed("digest marker pointing at no other disclosure")
         elements = [""] * count
-        order = list(range(count - 1, -1, -1))
-        if any(_SD_HASH_REF in pieces for pieces in segments[-1]):
-            if signatures[-1] is None or count < 2:
-                raise _malformed("sd_hash marker outside a key binding JWT")
-            order = [*order[1:], count - 1]
         # Each digest is computed once: a skeleton full of references to one long element
         # must not cost a hash of that element per reference.
         digests: dict[int, bytes] = {}
 
-        def digest(reference: int, index: int) -> bytes:
-            if reference == _SD_HASH_REF:
-                allowed = index == count - 1
-            else:
-                allowed = index < reference < count and signatures[reference] is None
-            if not allowed:
-                raise _malformed("digest marker pointing at no later disclosure")
+        def digest(reference: int) -> bytes:
             if reference not in digests:
                 source = elements[reference] if reference >= 0 else _sd_hash_input(elements)
                 digests[reference] = _sha256(source)
             return digests[reference]
 
         size = count - 1  # the "~" separators
-        for index in order:
+        for index in _dependency_order(dependencies):
             parts: list[bytes] = []
             for pieces in segments[index]:
                 text = bytearray()
@@ -486,7 +489,7 @@ class _Unpacker:
                     if isinstance(piece, bytes):
                         text += piece
                     else:
-                        text += b'"' + b64url_encode(digest(piece, index)).encode("ascii") + b'"'
+                        text += b'"' + b64url_encode(digest(piece)).encode("ascii") + b'"'
                     if size + len(text) > MAX_TEXT_BYTES:
                         raise MalformedError(
                             ReasonCode.INPUT_TOO_LARGE, "packed text unpacks too far"
@@ -500,6 +503,27 @@ class _Unpacker:
             if size > MAX_TEXT_BYTES:
                 raise MalformedError(ReasonCode.INPUT_TOO_LARGE, "packed text unpacks too far")
         return "~".join(elements)
+
+
+def _dependency_order(dependencies: list[set[int]]) -> list[int]:
+    """Indices ordered so that each comes after all it depends on (Kahn's algorithm)."""
+    waiting = [len(d) for d in dependencies]
+    dependents: list[list[int]] = [[] for _ in dependencies]
+    for index, needs in enumerate(dependencies):
+        for needed in needs:
+            dependents[needed].append(index)
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    order: list[int] = []
+    while ready:
+        index = ready.pop()
+        order.append(index)
+        for dependent in dependents[index]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                ready.append(dependent)
+    if len(order) != len(dependencies):
+        raise _malformed("digest references form a cycle")
+    return order
 
 
 def _inflate(body: bytes) -> tuple[bytes, bytes]:

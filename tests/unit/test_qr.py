@@ -58,42 +58,48 @@ def disclosure(label: str, name: str, value: Any) -> str:
     return b64url_encode(json_dumps([salt, name, value]).encode())
 
 
-def residency_presentation(*, decoys: int = 4) -> str:
-    """An Ed25519 SD-JWT VC residency credential with 8 claims + decoys, presenting 4 of them
-    with a KB-JWT, shaped as DESIGN.md describes."""
+def residency_presentation(*, decoys: int = 3) -> str:
+    """An Ed25519 SD-JWT VC residency credential laid out as civic.sdjwtvc issues it (every
+    subject claim disclosable, the address recursively, decoys among the digests), presenting
+    given_name, family_name, age_over_19 and address.region with a KB-JWT."""
     issuer = SigningKey(fixed_bytes("issuer", 32))
     holder = SigningKey(fixed_bytes("holder", 32))
+    region = disclosure("region", "region", "Seoul")
+    locality = disclosure("locality", "locality", "Jongno-gu")
+    address_digests = [sha256_b64url(region), sha256_b64url(locality)]
+    address_digests.append(b64url_encode(fixed_bytes("address-decoy", 32)))
+    address = disclosure("address", "address", {"_sd": sorted(address_digests)})
     claims: dict[str, Any] = {
         "given_name": "길동",
         "family_name": "홍",
         "birth_date": "1990-03-15",
-        "address": {"region": "서울특별시", "locality": "종로구"},
         "resident_since": "2015-06-01",
+        "age_over_14": True,
+        "age_over_18": True,
         "age_over_19": True,
         "age_over_65": False,
-        "age_over_14": True,
     }
     disclosures = {name: disclosure(name, name, value) for name, value in claims.items()}
-    digests = [sha256_b64url(d) for d in disclosures.values()]
+    digests = [sha256_b64url(d) for d in [*disclosures.values(), address]]
     digests += [b64url_encode(fixed_bytes(f"decoy/{i}", 32)) for i in range(decoys)]
     payload = {
         "iss": "https://jongno.seoul.civic.example",
         "iat": 1767225600,
         "exp": 1798761600,
         "vct": "urn:civic:vct:residency:1",
-        "cnf": {
-            "jwk": {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(bytes(holder.verify_key))}
-        },
         "status": {
             "status_list": {"idx": 48213, "uri": "https://jongno.seoul.civic.example/status/1"}
         },
         "_sd": sorted(digests),
         "_sd_alg": "sha-256",
+        "cnf": {
+            "jwk": {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(bytes(holder.verify_key))}
+        },
     }
     header = {"alg": "EdDSA", "typ": "dc+sd-jwt", "kid": b64url_encode(fixed_bytes("kid", 32))}
-    shown = ["given_name", "family_name", "age_over_19", "address"]
-    sd_jwt = "~".join([compact_jws(issuer, header, payload), *(disclosures[n] for n in shown)])
-    sd_jwt += "~"
+    shown = [disclosures["given_name"], disclosures["family_name"], disclosures["age_over_19"]]
+    issuer_jws = compact_jws(issuer, header, payload)
+    sd_jwt = "~".join([issuer_jws, *shown, region, address, ""])
     kb_payload = {
         "iat": 1767312000,
         "aud": "https://counter.jongno.seoul.civic.example",
@@ -259,7 +265,7 @@ def test_pack_round_trips_sd_jwt_presentations(presentation: str) -> None:
     assert qr.unpack(qr.pack(presentation)) == presentation
 
 
-@pytest.mark.parametrize("decoys", [0, 4, 12])
+@pytest.mark.parametrize("decoys", [0, 3, 12])
 def test_pack_round_trips_realistic_presentation(decoys: int) -> None:
     presentation = residency_presentation(decoys=decoys)
     assert qr.unpack(qr.pack(presentation)) == presentation
@@ -323,8 +329,8 @@ def test_pack_rejects_oversized_text() -> None:
 def test_pack_is_much_smaller_than_the_compact_serialization() -> None:
     presentation = residency_presentation()
     packed = qr.pack(presentation)
-    # The random parts alone (digests, signatures, salts, keys) are about 530 bytes, 800
-    # base45 characters; the JSON around them must cost little on top.
+    # The random parts that cannot be recomputed (undisclosed digests, signatures, salts, keys)
+    # are about 600 bytes, 900 base45 characters; the JSON around them must cost little.
     assert len(packed) < 0.55 * len(presentation)
 
 
@@ -340,12 +346,13 @@ def test_qr_size_regression_for_a_residency_presentation() -> None:
 # A CW1 text packed when the format was frozen (decoder-side golden vector): every future
 # version of unpack must still read it, whatever zlib version packs new texts.
 GOLDEN_CW1 = (
-    "CW1:EK4GNH0SM3$UZ$UL%E12V FJ%.C0C8%1VQRAAO9G.UNII16JCII+PBFTIDAHVM6BL4547 53$N4:SQ4-"
-    "R022878TBHH0P02CETS5 SL/H6BM+1DI72PFQ%7T*/G%Y0.06  08I6*QRUZ5.TO.$5VLK220SHK:LV90BD-"
-    "F7/E*.Q.$71FO 40IN3%JU.LGQ-M8ITE120V4R-HKUGD9GZJJMU1 $3WBS%-O/+6P-4WGN$0HH 9QE3R76U+"
-    "C06BD:5Y.S8YIGYU1EQ3BNK07BOBZEGU2R1DP0CWYGI*2M687L-KUYCBS8MEJMPHGVEGHSHLLJHSPEQ2 C3G"
-    "CFPAFX0ACKGQ04I6457G77AFI9C3YXCQ HAKO62VU8C8 HXTUWDEOZT%ETNUC6SMM13*32P74S+DPEWXRR2K"
-    "QUX7B28TTD0ZUZ7H%47T:6/A57AD.DB$/567GRJFGX7QC612AT$JS1J8:AQ45+9ANXTTWE70"
+    "CW1:EK4ZZJ0SM3$UZ$U7E8Y2LUE29BJFYCNEOPFIW57R0V1K55GGG0ASE43+P:*H.%7-567APS-K%KNV94UA"
+    "G8 K-E3MCMAIG%H0U3RJAGVWDKYCKMDR2IJ0W/B9Z*UEAK$1A.*R0GJ8J33A3PXFME31MP2QRD-M .16AAAA"
+    "H220SHK:LV90BD-F7/E*.Q.$71FO 40IN3%JU.LGQ-M8ITE120V4R-HKUGD9GZJJMU1 $3WBS%-O/+6P-4WG"
+    "N$0HH 9QE3R76Q.C+P2%-T%O07.HH+L5RR5UDK3EUMFY.4G.QI9BOG1K:SE4RBZB$POB66R:L74BQ+O18IJG"
+    "5GK4TB1L0R-89V*CB0TL*C4B0X$04I6457G77AFI9C3YXCQ HDNO1$NSZHWHAOZPOI1K-G.STL/5$PO.F1 F"
+    "O6UITKFH2G:Y5N-A62VU8C8 HXTUWDEOZT%ETVUCM*VWGL-:LT-7QRI0AONUT5CQRUO%S9E$0O5K7/KAHNP4"
+    "W3T8O3PKYULOBVR4YDH/0W1YC/84X*M4TA$P0V.F2KJ I3BVM70"
 )
 
 
@@ -353,6 +360,8 @@ def small_presentation() -> str:
     issuer = SigningKey(fixed_bytes("golden-issuer", 32))
     holder = SigningKey(fixed_bytes("golden-holder", 32))
     given = disclosure("golden", "given_name", "길동")
+    region = disclosure("golden-region", "region", "Seoul")
+    address = disclosure("golden-address", "address", {"_sd": [sha256_b64url(region)]})
     payload = {
         "iss": "https://jongno.seoul.civic.example",
         "iat": 1767225600,
@@ -361,11 +370,18 @@ def small_presentation() -> str:
         "cnf": {
             "jwk": {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(bytes(holder.verify_key))}
         },
-        "_sd": sorted([sha256_b64url(given), b64url_encode(fixed_bytes("golden-decoy", 32))]),
+        "_sd": sorted(
+            [
+                sha256_b64url(given),
+                sha256_b64url(address),
+                b64url_encode(fixed_bytes("golden-decoy", 32)),
+            ]
+        ),
         "_sd_alg": "sha-256",
     }
     header = {"alg": "EdDSA", "typ": "dc+sd-jwt", "kid": "jongno-2026"}
-    sd_jwt = f"{compact_jws(issuer, header, payload)}~{given}~"
+    # The address disclosure follows the region one it refers to: references go both ways.
+    sd_jwt = f"{compact_jws(issuer, header, payload)}~{given}~{region}~{address}~"
     kb_payload = {
         "iat": 1767312000,
         "aud": "https://counter.jongno.seoul.civic.example",
@@ -466,6 +482,13 @@ def test_unpack_follows_the_documented_grammar() -> None:
     payload = b64url_encode(b'{"_sd":["' + sha256_b64url(d).encode() + b'"]}')
     assert decoded == f"{b64url_encode(b'{}')}.{payload}.{b64url_encode(signature)}~{d}"
     assert qr.unpack(packed_body(b"\x00caf\xc3\xa9")) == "café"
+    # A reference to an earlier disclosure, and the sd_hash of everything before a KB-JWT.
+    first = b64url_encode(b"[]")
+    second = b64url_encode(b'["' + sha256_b64url(first).encode() + b'"]')
+    prefix = f"{first}~{second}~"
+    kb_payload = b64url_encode(b'{"sd_hash":"' + sha256_b64url(prefix).encode() + b'"}')
+    skeleton = b'\x01[]\xf9[\xfd\x00]\xf9{}\xfa{"sd_hash":\xfc}\xfa\x00'
+    assert qr.unpack(packed_body(skeleton)) == f"{prefix}{b64url_encode(b'{}')}.{kb_payload}."
 
 
 @pytest.mark.parametrize(
@@ -489,14 +512,14 @@ def test_unpack_follows_the_documented_grammar() -> None:
         (b"\x01{}\xfa{}\xfa.\xfa{}\xfa\x00", b""),  # a JWS with four parts
         (b"\x01[\xfd\x00]", b""),  # digest of itself
         (b"\x01[\xfd\x01]", b""),  # digest of a missing element
-        (b"\x01[]\xf9[\xfd\x00]", b""),  # digest of an earlier element
+        (b"\x01[\xfd\x01]\xf9[\xfd\x00]", b""),  # a cycle
+        (b"\x01[\xfd\x01]\xf9[\xfd\x02]\xf9[\xfd\x00]", b""),
+        (b"\x01[\xfd\x81\x00]\xf9[]", b""),  # non-minimal varint index
         (b"\x01[\xfd\x01]\xf9{}\xfa{}\xfa\x00", b""),  # digest of a JWS
         (b"\x01[\xfd", b""),  # digest marker without its index
-        # An earlier element refers to disclosure 1 correctly; the KB-JWT, resolved last,
-        # must not reuse that digest for a backward reference.
-        (b"\x01[\xfd\x01]\xf9[]\xf9{\xfc\xfd\x01}\xfa{}\xfa\x00", b""),
         (b"\x01[\xfc]\xf9{}\xfa{}\xfa\x00", b""),  # sd_hash outside the last element
         (b"\x01[]\xf9[\xfc]", b""),  # sd_hash in a disclosure
+        (b"\x01{}\xfa{}\xfa\x00\xf9{\xfc}\xfa{}\xfa\x00\xf9[]", b""),  # not in the last
         (b"\x01{\xfc}\xfa{}\xfa\x00", b""),  # sd_hash with nothing before it
     ],
 )
