@@ -15,15 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
+from collections.abc import Callable
 from typing import Any
 
 from civic.errors import MalformedError, ReasonCode
 
-_B64URL_CHARS = re.compile(r"[A-Za-z0-9_-]*")
+_URL_TO_STD = bytes.maketrans(b"-_", b"+/")
 _B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_B64URL_VALUE = {c: i for i, c in enumerate(_B64URL_ALPHABET)}
-_PAD = ("", "", "==", "=")
+_B64URL_VALUE = {ord(c): i for i, c in enumerate(_B64URL_ALPHABET)}
+_PAD = (b"", b"", b"==", b"=")
 
 MAX_JSON_DEPTH = 64
 
@@ -34,25 +34,31 @@ def b64url_encode(data: bytes) -> str:
 
 def b64url_decode(text: str | bytes) -> bytes:
     """Decode unpadded base64url, rejecting padding, foreign characters and non-canonical tails."""
-    if isinstance(text, bytes):
+    if isinstance(text, str):
         try:
-            text = text.decode("ascii")
-        except UnicodeDecodeError:
+            data = text.encode("ascii")
+        except UnicodeEncodeError:
             raise MalformedError(ReasonCode.MALFORMED_BASE64, "non-ASCII base64url") from None
-    if not _B64URL_CHARS.fullmatch(text):
+    else:
+        data = text
+    # The standard alphabet's '+' and '/' must not pass through the translation below.
+    if b"+" in data or b"/" in data or b"=" in data:
         raise MalformedError(ReasonCode.MALFORMED_BASE64, "character outside base64url alphabet")
-    rem = len(text) % 4
+    rem = len(data) % 4
     if rem == 1:
         raise MalformedError(ReasonCode.MALFORMED_BASE64, "impossible base64url length")
+    try:
+        raw = binascii.a2b_base64(data.translate(_URL_TO_STD) + _PAD[rem], strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise MalformedError(
+            ReasonCode.MALFORMED_BASE64, "character outside base64url alphabet"
+        ) from None
     if rem:
         # The last character carries 4 (rem 2) or 2 (rem 3) unused low bits that must be zero.
         unused_mask = 0x0F if rem == 2 else 0x03
-        if _B64URL_VALUE[text[-1]] & unused_mask:
+        if _B64URL_VALUE[data[-1]] & unused_mask:
             raise MalformedError(ReasonCode.MALFORMED_BASE64, "non-canonical base64url")
-    try:
-        return base64.urlsafe_b64decode(text + _PAD[rem])
-    except (binascii.Error, ValueError):  # pragma: no cover - excluded by the checks above
-        raise MalformedError(ReasonCode.MALFORMED_BASE64, "undecodable base64url") from None
+    return raw
 
 
 def b64std_encode(data: bytes) -> str:
@@ -91,6 +97,9 @@ def _reject_constant(name: str) -> Any:
 _STRICT_DECODER = json.JSONDecoder(
     object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
 )
+# Set by JSONDecoder.__init__ but absent from the type stubs.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _STRICT_DECODER.scan_once  # type: ignore[attr-defined]
+_JSON_WHITESPACE = " \t\n\r"
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
@@ -112,17 +121,29 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
 def json_loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse JSON strictly. Raises :class:`MalformedError` with a precise reason code."""
     text = utf8_decode(data) if isinstance(data, bytes) else data
+    # The decoder's C scanner is called directly: the Python wrappers around it cost more than
+    # the scan itself for the small documents on the verification hot path.
+    start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
     try:
-        value = _STRICT_DECODER.decode(text)
+        value, end = _SCAN(text, start)
     except MalformedError:
         raise
     except RecursionError:
         raise MalformedError(ReasonCode.NESTING_TOO_DEEP, "JSON nested too deeply") from None
+    except StopIteration:
+        raise MalformedError(ReasonCode.MALFORMED_JSON, "invalid JSON") from None
     except ValueError as exc:  # JSONDecodeError, and int() over the digit limit
         if "digits" in str(exc):
             raise MalformedError(ReasonCode.NUMBER_OUT_OF_RANGE, "JSON number too large") from None
         raise MalformedError(ReasonCode.MALFORMED_JSON, "invalid JSON") from None
-    if isinstance(value, dict | list) and _depth_exceeds(value, max_depth):
+    if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
+        raise MalformedError(ReasonCode.MALFORMED_JSON, "trailing data after JSON")
+    # Nesting needs one bracket per level: most inputs have too few to need the walk.
+    if (
+        isinstance(value, dict | list)
+        and text.count("[") + text.count("{") > max_depth
+        and _depth_exceeds(value, max_depth)
+    ):
         raise MalformedError(ReasonCode.NESTING_TOO_DEEP, "JSON nested too deeply")
     return value
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import nacl.bindings
 import nacl.exceptions
@@ -147,7 +147,7 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
     """Import a public JWK. Private members are refused: a public slot must never hold a secret."""
     if not isinstance(jwk, Mapping):
         raise MalformedError(ReasonCode.MALFORMED_JWK, "JWK is not a JSON object")
-    if _PRIVATE_MEMBERS & jwk.keys():
+    if not _PRIVATE_MEMBERS.isdisjoint(jwk):
         raise MalformedError(ReasonCode.PRIVATE_KEY_MATERIAL, "private key member in a public JWK")
     kty, crv = jwk.get("kty"), jwk.get("crv")
     if kty == "OKP" and crv == "Ed25519":
@@ -277,8 +277,7 @@ class PrivateKey:
 # --- compact JWS ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Jws:
+class Jws(NamedTuple):
     """A parsed (not yet verified) compact JWS."""
 
     header: dict[str, Any]

@@ -20,11 +20,13 @@ OpenID4VP's claims path pointers without wildcards.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from hashlib import sha256
+from typing import Any, NamedTuple
 
 from civic.clock import Clock, RandomBytes, random_below, system_clock, system_random
 from civic.encoding import b64url_decode, b64url_encode, json_dumps, json_loads
@@ -47,6 +49,7 @@ MAX_PRESENTATION_LENGTH = 256 * 1024
 MAX_DISCLOSURES = 1024
 _RESERVED_NAMES = frozenset({"_sd", "..."})
 _SALT_BYTES = 16  # 128 bits, as RFC 9901 section 9.3 recommends
+_STD_TO_URL = bytes.maketrans(b"+/", b"-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +59,20 @@ class SD:
     value: Any
 
 
+def _sha256_b64url(text: str) -> str:
+    # A SHA-256 digest is 32 bytes: 43 base64 characters and one '=' of padding.
+    encoded = binascii.b2a_base64(sha256(text.encode("ascii")).digest(), newline=False)
+    return encoded[:43].translate(_STD_TO_URL).decode("ascii")
+
+
 def disclosure_digest(disclosure: str) -> str:
     """Digest of a disclosure as sent (section 4.2.3): base64url(SHA-256(ASCII of the string))."""
-    return b64url_encode(hashlib.sha256(disclosure.encode("ascii")).digest())
+    return _sha256_b64url(disclosure)
 
 
 def sd_hash(presentation_prefix: str) -> str:
     """Hash bound into the KB-JWT: over everything up to and including the last ``~``."""
-    return b64url_encode(hashlib.sha256(presentation_prefix.encode("ascii")).digest())
+    return _sha256_b64url(presentation_prefix)
 
 
 # --- issuance ------------------------------------------------------------------------------
@@ -153,8 +162,7 @@ def issue_sd_jwt(
 # --- parsing -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Disclosure:
+class Disclosure(NamedTuple):
     """One decoded disclosure: ``name`` is ``None`` for an array element."""
 
     encoded: str
@@ -164,8 +172,7 @@ class Disclosure:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedSdJwt:
+class ParsedSdJwt(NamedTuple):
     """An SD-JWT or SD-JWT+KB split into its parts. Nothing is verified yet."""
 
     jws: Jws
@@ -182,19 +189,18 @@ def parse_disclosure(encoded: str) -> Disclosure:
         content = json_loads(b64url_decode(encoded))
     except MalformedError as exc:
         raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, exc.detail) from None
-    if not isinstance(content, list) or len(content) not in (2, 3):
+    if type(content) is not list or not 2 <= len(content) <= 3:
         raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "disclosure is not a 2 or 3 array")
-    salt = content[0]
-    if not isinstance(salt, str):
+    if type(content[0]) is not str:
         raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "disclosure salt is not a string")
-    name: str | None = None
+    name = None
     if len(content) == 3:
         name = content[1]
-        if not isinstance(name, str):
+        if type(name) is not str:
             raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "claim name is not a string")
         if name in _RESERVED_NAMES:
             raise MalformedError(ReasonCode.RESERVED_CLAIM_NAME, f"disclosed claim name {name!r}")
-    return Disclosure(encoded, disclosure_digest(encoded), salt, name, content[-1])
+    return Disclosure(encoded, disclosure_digest(encoded), content[0], name, content[-1])
 
 
 def parse_sd_jwt(text: str) -> ParsedSdJwt:
@@ -253,8 +259,7 @@ def check_validity_window(payload: Mapping[str, Any], *, now: int, skew: int) ->
         raise VerificationError(ReasonCode.IAT_IN_FUTURE, "credential issued in the future")
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessedClaims:
+class ProcessedClaims(NamedTuple):
     """The payload with disclosures substituted (section 7.1 step 3) and their claim paths."""
 
     claims: dict[str, Any]
@@ -287,9 +292,10 @@ class _Resolver:
         return disclosure
 
     def value(self, node: Any, path: ClaimPath) -> Any:
-        if isinstance(node, dict):
+        kind = type(node)
+        if kind is dict:
             return self.object(node, path)
-        if isinstance(node, list):
+        if kind is list:
             return self.array(node, path)
         return node
 
@@ -300,7 +306,11 @@ class _Resolver:
                 continue
             if key == "...":
                 raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "'...' outside an array element")
-            out[key] = self.value(value, (*path, key))
+            kind = type(value)
+            # Scalars are most of a payload: copy them without a call or a path tuple.
+            out[key] = (
+                value if kind is not dict and kind is not list else self.value(value, (*path, key))
+            )
         digests = node.get("_sd")
         if digests is None:
             return out
@@ -431,8 +441,7 @@ def verify_key_binding(
     return claims
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedSdJwt:
+class VerifiedSdJwt(NamedTuple):
     header: dict[str, Any]
     payload: dict[str, Any]  # as signed, with digests
     claims: dict[str, Any]  # processed: disclosed claims substituted

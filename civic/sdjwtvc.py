@@ -10,8 +10,7 @@ in the registry; resolving it to a trusted key is the caller's job (the trust st
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from civic.clock import Clock, RandomBytes, system_clock, system_random
 from civic.errors import MalformedError, ReasonCode, UsageError, VerificationError
@@ -82,8 +81,7 @@ def issue_credential(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class CredentialHeader:
+class CredentialHeader(NamedTuple):
     """What a verifier reads before it can pick a key: unverified, for the trust lookup only."""
 
     issuer: str
@@ -106,8 +104,7 @@ def credential_header(parsed: ParsedSdJwt) -> CredentialHeader:
     return CredentialHeader(issuer, vct, kid)
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedCredential:
+class VerifiedCredential(NamedTuple):
     header: CredentialHeader
     claims: dict[str, Any]  # everything processed, registered claims included
     disclosed: tuple[ClaimPath, ...]

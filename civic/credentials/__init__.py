@@ -20,8 +20,6 @@ from civic.credentials.rules import (
 )
 from civic.credentials.types import (
     CREDENTIAL_TYPES,
-    NEVER_DISCLOSABLE,
-    REGISTERED_CLAIMS,
     RESIDENCY_VCT,
     VACCINATION_VCT,
     YOUTH_ALLOWANCE_VCT,
@@ -32,6 +30,7 @@ from civic.credentials.types import (
     get_type_by_key,
     validate_claims,
 )
+from civic.sdjwtvc import NEVER_DISCLOSABLE, REGISTERED_CLAIMS
 
 __all__ = [
     "AGE_THRESHOLDS",

@@ -38,6 +38,7 @@ from civic.credentials import examples, valuesets
 from civic.credentials.dates import is_full_date
 from civic.encoding import json_loads_object
 from civic.errors import ReasonCode, UsageError, VerificationError
+from civic.sdjwtvc import REGISTERED_CLAIMS
 
 Lang = Literal["en", "ko"]
 LANGUAGES: Final[tuple[Lang, ...]] = ("en", "ko")
@@ -49,11 +50,6 @@ RESIDENCY_VCT: Final = "urn:civic:vct:residency:1"
 YOUTH_ALLOWANCE_VCT: Final = "urn:civic:vct:youth-allowance:1"
 VACCINATION_VCT: Final = "urn:civic:vct:vaccination:1"
 
-NEVER_DISCLOSABLE: Final[tuple[str, ...]] = ("iss", "vct", "cnf", "status", "exp", "nbf", "iat")
-"""Registered claims an issuer must keep in the clear (SD-JWT VC section 3.2.2.2)."""
-
-REGISTERED_CLAIMS: Final = frozenset((*NEVER_DISCLOSABLE, "vct#integrity"))
-"""Members of a processed payload that are not subject claims and that the schemas omit."""
 
 MAX_REPORTED_ERRORS: Final = 5
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import time
 import tracemalloc
 import zlib
 from functools import cache
@@ -672,20 +671,14 @@ def test_encode_is_deterministic() -> None:
     assert forward.compressed() == backward.compressed()
 
 
-def test_encoding_a_herd_privacy_sized_list_is_fast() -> None:
-    # The issuer re-encodes 2^17-entry, 2-bit lists on every change and must stay well under
-    # 50 ms. Level 9 with the full 32 KiB window takes ~40 ms on this sparse random data; the
-    # 1 KiB window ~7 ms. The bound sits between, with room for a slower machine.
+def test_herd_privacy_sized_list_round_trips() -> None:
+    # 2^17 entries of 2 bits, as the issuer keeps them. Encoding speed is measured by
+    # `make bench` (bench/results/statuslist.json), not here.
     status_list = StatusList(1 << 17, 2)
     rng = random.Random(11)
     for index in rng.sample(range(1 << 17), (1 << 17) // 10):
         status_list.set(index, rng.choice((1, 2)))
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        encoded = status_list.encode()
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 0.025
+    encoded = status_list.encode()
     assert StatusList.decode(encoded) == status_list
 
 
