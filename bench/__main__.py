@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from bench import core_verify
+from bench import core_verify, qr_size, statuslist_encode
 
 
 def main() -> None:
-    core_verify.main()
+    for module in (core_verify, qr_size, statuslist_encode):
+        module.main()
 
 
 if __name__ == "__main__":
