@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol
 
 import nacl.bindings
@@ -278,15 +279,34 @@ class PrivateKey:
 
 
 class Jws(NamedTuple):
-    """A parsed (not yet verified) compact JWS."""
+    """A parsed (not yet verified) compact JWS. The header is read-only."""
 
-    header: dict[str, Any]
+    header: Mapping[str, Any]
     payload: bytes
     signing_input: bytes
     signature: bytes
 
     def payload_json(self) -> dict[str, Any]:
         return json_loads_object(self.payload, what="JWS payload")
+
+
+_HEADER_CACHE: dict[str, Mapping[str, Any]] = {}
+_HEADER_CACHE_SIZE = 1024
+
+
+def _parse_header(header_b64: str) -> Mapping[str, Any]:
+    """Decode a protected header; successful parses are kept, read-only, in a bounded cache.
+
+    Headers repeat: one per issuer key and one per wallet algorithm, so most presentations
+    skip a base64 decode and a strict JSON parse here.
+    """
+    if not header_b64:
+        raise MalformedError(ReasonCode.MALFORMED_JWS, "empty JWS header")
+    header = MappingProxyType(json_loads_object(b64url_decode(header_b64), what="JWS header"))
+    if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+        _HEADER_CACHE.clear()  # a flood of distinct headers only costs re-parsing
+    _HEADER_CACHE[header_b64] = header
+    return header
 
 
 def parse_jws(token: str) -> Jws:
@@ -299,9 +319,9 @@ def parse_jws(token: str) -> Jws:
     if len(parts) != 3:
         raise MalformedError(ReasonCode.MALFORMED_JWS, "compact JWS needs exactly three parts")
     header_b64, payload_b64, signature_b64 = parts
-    if not header_b64:
-        raise MalformedError(ReasonCode.MALFORMED_JWS, "empty JWS header")
-    header = json_loads_object(b64url_decode(header_b64), what="JWS header")
+    header = _HEADER_CACHE.get(header_b64)
+    if header is None:
+        header = _parse_header(header_b64)
     return Jws(
         header=header,
         payload=b64url_decode(payload_b64),

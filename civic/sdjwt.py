@@ -442,7 +442,7 @@ def verify_key_binding(
 
 
 class VerifiedSdJwt(NamedTuple):
-    header: dict[str, Any]
+    header: Mapping[str, Any]
     payload: dict[str, Any]  # as signed, with digests
     claims: dict[str, Any]  # processed: disclosed claims substituted
     disclosed: tuple[ClaimPath, ...]
