@@ -26,6 +26,8 @@ class ReasonCode(StrEnum):
     NESTING_TOO_DEEP = "nesting_too_deep"
     NUMBER_OUT_OF_RANGE = "number_out_of_range"
     MALFORMED_INPUT = "malformed_input"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
 
     # JOSE: JWS and JWK
     MALFORMED_JWS = "malformed_jws"
