@@ -138,6 +138,16 @@ class ReasonCode(StrEnum):
     MALFORMED_DCQL = "malformed_dcql"
     DCQL_UNSATISFIED = "dcql_unsatisfied"
 
+    # Verifier: policies, verdicts, OpenID4VP requests (civic/policy.py, civic/verdict.py)
+    MALFORMED_POLICY = "malformed_policy"
+    POLICY_NOT_SATISFIED = "policy_not_satisfied"
+    STATUS_URI_NOT_ACCREDITED = "status_uri_not_accredited"
+    STATUS_CLAIM_MISSING = "status_claim_missing"
+    MALFORMED_VP_TOKEN = "malformed_vp_token"
+    NONCE_UNKNOWN = "nonce_unknown"
+    REQUEST_EXPIRED = "request_expired"
+    REQUEST_ALREADY_ANSWERED = "request_already_answered"
+
     # QR codec
     MALFORMED_QR_PAYLOAD = "malformed_qr_payload"
     QR_UNSUPPORTED_VERSION = "qr_unsupported_version"
