@@ -28,6 +28,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civic.clock import Clock, system_clock
@@ -139,6 +140,12 @@ def create_app(
     @app.exception_handler(CivicError)
     async def civic_error(_request: Request, error: CivicError) -> JSONResponse:
         return error_response(error.reason, error.detail, status_for(error))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(_request: Request, error: SQLAlchemyError) -> JSONResponse:
+        # The driver's message may quote the URL or SQL: log the class, answer with a reason.
+        log.error("database error: %s", type(error).__name__)
+        return error_response(ReasonCode.LOG_UNAVAILABLE, "the log database is unavailable", 503)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -518,8 +518,9 @@ def _print_snapshot(snapshot: TrustSnapshot) -> None:
     typer.echo(f"root: {b64std_encode(snapshot.root_hash)}")
     witnesses = ", ".join(f"{n} at {_when(t)}" for n, t in snapshot.witness_timestamps.items())
     typer.echo(f"witnesses: {witnesses or '-'}")
-    if snapshot.age is not None:
-        typer.echo(f"age: {snapshot.age}s{' (STALE)' if snapshot.stale else ''}")
+    if snapshot.age is not None or snapshot.stale:
+        age = "unknown" if snapshot.age is None else f"{snapshot.age}s"
+        typer.echo(f"age: {age}{' (STALE)' if snapshot.stale else ''}")
     governance = state.governance
     typer.echo(f"governance: {governance.quorum} of {', '.join(sorted(governance.keys))}")
     typer.echo("")

@@ -27,6 +27,11 @@ from civic.encoding import json_dumps, json_loads_object
 from civic.jose import PrivateKey, Signer
 from civic.trust import SignedEntry, new_event, sign_event
 from registry.cli import app as cli_app
+from registry.witness.app import create_app as create_witness_app
+from registry.witness.settings import load_config as load_witness_config
+from registry.witness.settings import load_settings as load_witness_settings
+from registry.witness.settings import write_signer_key
+from registry.witness.state import WitnessStore
 
 ORIGIN = "registry.test/seoul"
 ISSUER = "https://district.example/issuer"
@@ -170,6 +175,19 @@ class ThreadServer:
     def __exit__(self, *_exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=15)
+
+
+def witness_server(tmp_path: Path, log_vkey: str) -> tuple[ThreadServer, str]:
+    """A witness service (``registry.witness``) for the test log; returns it and its vkey."""
+    key_file = tmp_path / "witness.key"
+    vkey = write_signer_key(key_file, "witness.test/w1")
+    settings = load_witness_settings(
+        key_file=key_file,
+        database_url=f"sqlite:///{tmp_path / 'witness.sqlite3'}",
+        logs={ORIGIN: log_vkey},
+    )
+    store = WitnessStore.open(settings.database_url.get_secret_value())
+    return ThreadServer(create_witness_app(load_witness_config(settings), store)), vkey
 
 
 class ProcessServer:

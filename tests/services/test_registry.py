@@ -49,11 +49,7 @@ from registry.settings import (
     load_runtime,
 )
 from registry.store import SqlNodeStore
-from registry.witness.app import create_app as create_witness_app
-from registry.witness.settings import load_config as load_witness_config
-from registry.witness.settings import load_settings as load_witness_settings
 from registry.witness.settings import write_signer_key
-from registry.witness.state import WitnessStore
 from tests.services.registry_harness import (
     ISSUER,
     NOT_AFTER,
@@ -70,6 +66,7 @@ from tests.services.registry_harness import (
     tree_size,
     wait_for,
     wait_for_checkpoint,
+    witness_server,
 )
 
 BASE_KID = "base-key"
@@ -551,23 +548,11 @@ class BlackHole:
         self._socket.close()
 
 
-def _witness_server(tmp_path: Path, log_vkey: str) -> tuple[ThreadServer, str]:
-    key_file = tmp_path / "witness.key"
-    vkey = write_signer_key(key_file, "witness.test/w1")
-    settings = load_witness_settings(
-        key_file=key_file,
-        database_url=f"sqlite:///{tmp_path / 'witness.sqlite3'}",
-        logs={ORIGIN: log_vkey},
-    )
-    store = WitnessStore.open(settings.database_url.get_secret_value())
-    return ThreadServer(create_witness_app(load_witness_config(settings), store)), vkey
-
-
 def test_checkpoints_are_cosigned_and_a_hung_witness_does_not_block_appends(
     tmp_path: Path,
 ) -> None:
     files = init_registry(tmp_path / "data")
-    witness, witness_vkey = _witness_server(tmp_path, files.log_vkey)
+    witness, witness_vkey = witness_server(tmp_path, files.log_vkey)
     hole = BlackHole()
     hung_vkey = write_signer_key(tmp_path / "hung.key", "witness.test/hung")
     try:
@@ -611,7 +596,7 @@ def test_without_the_witness_quorum_the_last_witnessed_checkpoint_is_served(
     tmp_path: Path,
 ) -> None:
     files = init_registry(tmp_path / "data")
-    witness, witness_vkey = _witness_server(tmp_path, files.log_vkey)
+    witness, witness_vkey = witness_server(tmp_path, files.log_vkey)
     with witness:
         settings = RegistrySettings(
             data_dir=files.data_dir,
