@@ -433,6 +433,11 @@ def test_two_processes_on_one_sqlite_file_never_fork(tmp_path: Path) -> None:
         assert indices == list(range(20))
         _assert_one_consistent_tree(files, first.url, 20)
         _assert_one_consistent_tree(files, second.url, 20)
+        # Each sequencer's trust state catches up with the other's appends before validating.
+        added = post_entry(first.url, files.admin_token, issuer_key_add(files, kid="shared"))
+        assert added.json()["index"] == 20
+        again = post_entry(second.url, files.admin_token, issuer_key_add(files, kid="shared"))
+        assert again.status_code == 409 and again.json()["error"] == "duplicate_kid"
 
 
 @pytest.fixture
