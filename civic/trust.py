@@ -1,0 +1,1345 @@
+"""The trust registry's pure core: signed accreditation events and the folded trust state.
+
+Implements docs/registry.md, sections "Entries" (the signed-event format, the seven event types,
+governance signatures by k of n keys, validation with its reason codes) and "TrustState queries"
+(issuer keys, accredited verifiers, ``size`` and ``root``). The Merkle leaf of an entry is its
+canonical JSON (RFC 9162 section 2.1.1 leaf hash); :class:`TrustState` keeps the compact range
+(the roots of the perfect subtrees on the right edge) of the entries it folded, so its ``root``
+is the RFC 9162 Merkle tree head of exactly those entries.
+
+Decisions the document leaves open, taken here:
+
+- Entries read from a log must be in canonical form (``parse_entry(..., require_canonical=True)``)
+  so that one event has exactly one leaf. Every signature header is exactly ``alg``, ``typ``,
+  ``kid``; two signatures naming one kid make the entry malformed; a signature whose payload is
+  not the entry's event is ``governance_signature_invalid`` whoever signed it. Signatures by
+  kids that are not current governance keys are ignored (they count for nothing).
+- Governance kids, like issuer kids, are never reused (``duplicate_kid``), and one public key
+  may not sit under two governance kids (it would count twice toward the quorum).
+- ``issuer.key.retire`` of a key already retired is ``key_retired``; a retired key may still be
+  revoked. ``verifier.add`` for a known verifier re-accredits it (new key and policy, any
+  revocation lifted) provided the kid is new for that verifier. A verifier used outside its
+  ``[not_before, not_after]`` gets ``key_outside_window``; revocations apply whatever their
+  ``revoked_at`` (it records when the compromise happened).
+- The state is immutable from the outside and :meth:`TrustState.apply` costs O(log n): the
+  maps are small persistent hash tries. :meth:`TrustState.apply_many` verifies the Ed25519
+  signatures of a batch on a few threads first (libsodium releases the GIL), then folds in
+  order with the same checks as :meth:`TrustState.apply`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from itertools import chain, islice
+from typing import Any, ClassVar, Generic, TypeVar
+
+from civic.clock import Clock, RandomBytes, system_clock, system_random
+from civic.encoding import (
+    b64std_encode,
+    b64url_decode,
+    b64url_encode,
+    json_dumps_canonical,
+    json_loads,
+    json_loads_object,
+)
+from civic.errors import CivicError, MalformedError, ReasonCode, UsageError, VerificationError
+from civic.jose import (
+    ALGORITHMS,
+    MAX_JWS_LENGTH,
+    PublicKey,
+    Signer,
+    public_key_from_jwk,
+    sign_jws,
+)
+from civic.merkle import EMPTY_ROOT, leaf_hash, node_hash
+
+EVENT_TYP = "civic-registry-event+jwt"
+"""The ``typ`` of every governance signature over an event."""
+
+MAX_ENTRY_BYTES = 256 * 1024
+"""Longest entry accepted (its canonical JSON, or the bytes given to :func:`parse_entry`)."""
+
+MAX_EVENT_BYTES = 8 * 1024
+"""Longest event (canonical JSON): identifiers, one key and a policy fit easily."""
+
+MAX_SIGNATURES = 16
+MAX_STRING = 2048
+MAX_CLAIM_PATH_LENGTH = 32
+MAX_NUMERIC_DATE = 253_402_300_799
+"""9999-12-31T23:59:59Z: later times are certainly mistakes."""
+
+EVENT_ID_BYTES = 16
+
+ClaimPathComponent = str | int | None
+ClaimPath = tuple[ClaimPathComponent, ...]
+"""A DCQL claims path pointer (OpenID4VP 1.0 section 7): names, indexes, ``None`` for all."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A regular expression rather than urlsplit: it is on the hot path of every folded entry.
+# Hosts are ASCII (IDNs in their punycode form); a path or query may follow, never a fragment.
+_URL = re.compile(
+    r"(https|http)://([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::([0-9]{1,5}))?(?:[/?][^\s#]*)?"
+)
+_LOOPBACK = re.compile(r"localhost|127(?:\.[0-9]{1,3}){3}|\[::1\]")
+_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
+"""base64url of exactly 16 bytes: 21 characters, then one whose low 4 bits are zero."""
+_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
+_ENTRY_MEMBERS = frozenset({"event", "signatures"})
+
+
+def _malformed(detail: str) -> MalformedError:
+    return MalformedError(ReasonCode.REGISTRY_ENTRY_MALFORMED, detail)
+
+
+# --- member validation ----------------------------------------------------------------------
+
+
+def _text(value: object, name: str, *, limit: int = MAX_STRING) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise _malformed(f"{name} must be a non-empty string of at most {limit} characters")
+    if _CONTROL.search(value):
+        raise _malformed(f"{name} must not contain control characters")
+    return value
+
+
+def _numeric_date(value: object, name: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_NUMERIC_DATE:
+        raise _malformed(f"{name} must be a NumericDate (integer seconds)")
+    return value
+
+
+def _quorum(value: object) -> int:
+    if type(value) is not int or not 1 <= value <= MAX_SIGNATURES:
+        raise _malformed(f"quorum must be an integer in [1, {MAX_SIGNATURES}]")
+    return value
+
+
+def _url(value: object, name: str) -> str:
+    """An https URL, or http on a loopback host (for local deployments and tests)."""
+    text = _text(value, name)
+    match = _URL.fullmatch(text)
+    if match is None:
+        raise _malformed(f"{name} must be an absolute http(s) URL with a host, no user or fragment")
+    scheme, host, port = match.group(1, 2, 3)
+    if port is not None and not 0 < int(port) < 65536:
+        raise _malformed(f"{name} has a bad port")
+    if scheme == "https" or _LOOPBACK.fullmatch(host):
+        return text
+    raise _malformed(f"{name} must be an https URL (http only for loopback)")
+
+
+def _public_key(value: object) -> tuple[dict[str, Any], PublicKey]:
+    if not isinstance(value, dict):
+        raise MalformedError(ReasonCode.MALFORMED_JWK, "jwk must be a JSON object")
+    # public_key_from_jwk raises malformed_jwk / unsupported_key_type / private_key_material.
+    # The copy keeps a caller's later edits out of an event already parsed.
+    return dict(value), public_key_from_jwk(value)
+
+
+def _vct_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise _malformed("vct must be a non-empty list of strings")
+    items = tuple(_text(item, "vct") for item in value)
+    if len(set(items)) != len(items):
+        raise _malformed("vct lists a type twice")
+    return items
+
+
+def _claim_path(value: object) -> ClaimPath:
+    if not isinstance(value, list) or not value or len(value) > MAX_CLAIM_PATH_LENGTH:
+        raise _malformed(f"a claim path is a non-empty list of at most {MAX_CLAIM_PATH_LENGTH}")
+    for component in value:
+        if component is None or isinstance(component, str):
+            continue
+        if type(component) is not int or component < 0:
+            raise _malformed("claim path components are strings, non-negative integers or null")
+    return tuple(value)
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedCredential:
+    """One credential type a verifier may request, with the claim paths it may ask for."""
+
+    vct: str
+    claims: tuple[ClaimPath, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vct": self.vct, "claims": [list(path) for path in self.claims]}
+
+    def covers(self, path: Sequence[ClaimPathComponent]) -> bool:
+        """True when ``path`` equals or lies beneath one of the accredited paths."""
+        return any(_path_covers(allowed, path) for allowed in self.claims)
+
+
+def _path_covers(allowed: ClaimPath, requested: Sequence[ClaimPathComponent]) -> bool:
+    if len(requested) < len(allowed):
+        return False
+    for granted, asked in zip(allowed, requested, strict=False):
+        if granted is None:
+            # "all elements" covers any one element, and all of them.
+            if asked is not None and (type(asked) is not int):
+                return False
+        elif type(granted) is not type(asked) or granted != asked:
+            return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _EventBase:
+    id: str
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceKeyAdd(_EventBase):
+    type: ClassVar[str] = "governance.key.add"
+    kid: str
+    jwk: Mapping[str, Any] = field(repr=False)
+    public_key: PublicKey = field(repr=False)
+    quorum: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceKeyRemove(_EventBase):
+    type: ClassVar[str] = "governance.key.remove"
+    kid: str
+    quorum: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerKeyAdd(_EventBase):
+    type: ClassVar[str] = "issuer.key.add"
+    issuer: str
+    kid: str
+    jwk: Mapping[str, Any] = field(repr=False)
+    public_key: PublicKey = field(repr=False)
+    vct: tuple[str, ...]
+    status_base_url: str
+    not_before: int
+    not_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerKeyRetire(_EventBase):
+    type: ClassVar[str] = "issuer.key.retire"
+    issuer: str
+    kid: str
+    retired_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerKeyRevoke(_EventBase):
+    type: ClassVar[str] = "issuer.key.revoke"
+    issuer: str
+    kid: str
+    revoked_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierAdd(_EventBase):
+    type: ClassVar[str] = "verifier.add"
+    verifier: str
+    kid: str
+    jwk: Mapping[str, Any] = field(repr=False)
+    public_key: PublicKey = field(repr=False)
+    purpose: str
+    allowed: tuple[AllowedCredential, ...]
+    not_before: int
+    not_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierRevoke(_EventBase):
+    type: ClassVar[str] = "verifier.revoke"
+    verifier: str
+    revoked_at: int
+
+
+Event = (
+    GovernanceKeyAdd
+    | GovernanceKeyRemove
+    | IssuerKeyAdd
+    | IssuerKeyRetire
+    | IssuerKeyRevoke
+    | VerifierAdd
+    | VerifierRevoke
+)
+
+EVENT_TYPES: tuple[str, ...] = (
+    "governance.key.add",
+    "governance.key.remove",
+    "issuer.key.add",
+    "issuer.key.retire",
+    "issuer.key.revoke",
+    "verifier.add",
+    "verifier.revoke",
+)
+
+_REQUIRED: dict[str, frozenset[str]] = {
+    "governance.key.add": frozenset({"kid", "jwk"}),
+    "governance.key.remove": frozenset({"kid"}),
+    "issuer.key.add": frozenset(
+        {"issuer", "kid", "jwk", "vct", "status_base_url", "not_before", "not_after"}
+    ),
+    "issuer.key.retire": frozenset({"issuer", "kid", "retired_at"}),
+    "issuer.key.revoke": frozenset({"issuer", "kid", "revoked_at"}),
+    "verifier.add": frozenset(
+        {"verifier", "kid", "jwk", "purpose", "allowed", "not_before", "not_after"}
+    ),
+    "verifier.revoke": frozenset({"verifier", "revoked_at"}),
+}
+_OPTIONAL: dict[str, frozenset[str]] = {
+    "governance.key.add": frozenset({"quorum"}),
+    "governance.key.remove": frozenset({"quorum"}),
+}
+_COMMON = frozenset({"type", "id", "time"})
+
+
+def _window(event: Mapping[str, Any]) -> tuple[int, int]:
+    not_before = _numeric_date(event["not_before"], "not_before")
+    not_after = _numeric_date(event["not_after"], "not_after")
+    if not_after < not_before:
+        raise _malformed("not_after is before not_before")
+    return not_before, not_after
+
+
+def _allowed(value: object) -> tuple[AllowedCredential, ...]:
+    if not isinstance(value, list) or not value:
+        raise _malformed("allowed must be a non-empty list")
+    result: list[AllowedCredential] = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"vct", "claims"}:
+            raise _malformed('each allowed item is exactly {"vct", "claims"}')
+        claims = item["claims"]
+        if not isinstance(claims, list):
+            raise _malformed("allowed claims must be a list of claim paths")
+        paths = tuple(_claim_path(path) for path in claims)
+        if len(set(paths)) != len(paths):
+            raise _malformed("allowed claims list a path twice")
+        result.append(AllowedCredential(_text(item["vct"], "vct"), paths))
+    if len({item.vct for item in result}) != len(result):
+        raise _malformed("allowed lists a vct twice")
+    return tuple(result)
+
+
+def parse_event(event: object) -> Event:
+    """Validate an event object (docs/registry.md, "Event types"); ``registry_entry_malformed``."""
+    if not isinstance(event, dict):
+        raise _malformed("event must be a JSON object")
+    kind = event.get("type")
+    if kind not in _REQUIRED:
+        raise _malformed("unknown event type")
+    required = _REQUIRED[kind] | _COMMON
+    members = set(event)
+    if not required <= members:
+        raise _malformed(f"{kind} is missing {', '.join(sorted(required - members))}")
+    if not members <= required | _OPTIONAL.get(kind, frozenset()):
+        raise _malformed(f"{kind} has unexpected members")
+    event_id = event["id"]
+    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
+        raise _malformed("id must be the base64url of 16 random bytes")
+    time = _numeric_date(event["time"], "time")
+    if kind == "governance.key.add":
+        jwk, key = _public_key(event["jwk"])
+        quorum = _quorum(event["quorum"]) if "quorum" in event else None
+        return GovernanceKeyAdd(event_id, time, _text(event["kid"], "kid"), jwk, key, quorum)
+    if kind == "governance.key.remove":
+        quorum = _quorum(event["quorum"]) if "quorum" in event else None
+        return GovernanceKeyRemove(event_id, time, _text(event["kid"], "kid"), quorum)
+    if kind == "issuer.key.add":
+        jwk, key = _public_key(event["jwk"])
+        not_before, not_after = _window(event)
+        return IssuerKeyAdd(
+            event_id,
+            time,
+            issuer=_url(event["issuer"], "issuer"),
+            kid=_text(event["kid"], "kid"),
+            jwk=jwk,
+            public_key=key,
+            vct=_vct_list(event["vct"]),
+            status_base_url=_url(event["status_base_url"], "status_base_url"),
+            not_before=not_before,
+            not_after=not_after,
+        )
+    if kind == "issuer.key.retire":
+        return IssuerKeyRetire(
+            event_id,
+            time,
+            _url(event["issuer"], "issuer"),
+            _text(event["kid"], "kid"),
+            _numeric_date(event["retired_at"], "retired_at"),
+        )
+    if kind == "issuer.key.revoke":
+        return IssuerKeyRevoke(
+            event_id,
+            time,
+            _url(event["issuer"], "issuer"),
+            _text(event["kid"], "kid"),
+            _numeric_date(event["revoked_at"], "revoked_at"),
+        )
+    if kind == "verifier.add":
+        jwk, key = _public_key(event["jwk"])
+        not_before, not_after = _window(event)
+        return VerifierAdd(
+            event_id,
+            time,
+            verifier=_text(event["verifier"], "verifier"),
+            kid=_text(event["kid"], "kid"),
+            jwk=jwk,
+            public_key=key,
+            purpose=_text(event["purpose"], "purpose"),
+            allowed=_allowed(event["allowed"]),
+            not_before=not_before,
+            not_after=not_after,
+        )
+    return VerifierRevoke(
+        event_id,
+        time,
+        _text(event["verifier"], "verifier"),
+        _numeric_date(event["revoked_at"], "revoked_at"),
+    )
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    """The event as the JSON object it was parsed from."""
+    out: dict[str, Any] = {"type": event.type, "id": event.id, "time": event.time}
+    if isinstance(event, GovernanceKeyAdd | GovernanceKeyRemove):
+        out["kid"] = event.kid
+        if isinstance(event, GovernanceKeyAdd):
+            out["jwk"] = dict(event.jwk)
+        if event.quorum is not None:
+            out["quorum"] = event.quorum
+    elif isinstance(event, IssuerKeyAdd):
+        out.update(
+            issuer=event.issuer,
+            kid=event.kid,
+            jwk=dict(event.jwk),
+            vct=list(event.vct),
+            status_base_url=event.status_base_url,
+            not_before=event.not_before,
+            not_after=event.not_after,
+        )
+    elif isinstance(event, IssuerKeyRetire):
+        out.update(issuer=event.issuer, kid=event.kid, retired_at=event.retired_at)
+    elif isinstance(event, IssuerKeyRevoke):
+        out.update(issuer=event.issuer, kid=event.kid, revoked_at=event.revoked_at)
+    elif isinstance(event, VerifierAdd):
+        out.update(
+            verifier=event.verifier,
+            kid=event.kid,
+            jwk=dict(event.jwk),
+            purpose=event.purpose,
+            allowed=[item.to_json() for item in event.allowed],
+            not_before=event.not_before,
+            not_after=event.not_after,
+        )
+    else:
+        out.update(verifier=event.verifier, revoked_at=event.revoked_at)
+    return out
+
+
+def new_event(
+    type: str,
+    *,
+    now: Clock = system_clock,
+    random: RandomBytes = system_random,
+    **members: Any,
+) -> dict[str, Any]:
+    """A validated event object with a fresh random ``id`` and ``time = now()``.
+
+    ``jwk`` may be given as a :class:`PublicKey`; claim paths in ``allowed`` may be tuples.
+    """
+    if "id" in members or "time" in members:
+        raise UsageError(ReasonCode.REGISTRY_ENTRY_MALFORMED, "id and time are filled in here")
+    if isinstance(members.get("jwk"), PublicKey):
+        members["jwk"] = members["jwk"].to_jwk()
+    if isinstance(members.get("vct"), tuple):
+        members["vct"] = list(members["vct"])
+    if "allowed" in members:
+        members["allowed"] = _allowed_to_json(members["allowed"])
+    event = {"type": type, "id": b64url_encode(random(EVENT_ID_BYTES)), "time": now(), **members}
+    parse_event(event)
+    return event
+
+
+def _allowed_to_json(value: object) -> object:
+    if not isinstance(value, list | tuple):
+        return value
+    out: list[object] = []
+    for item in value:
+        if isinstance(item, AllowedCredential):
+            out.append(item.to_json())
+        elif isinstance(item, Mapping) and isinstance(item.get("claims"), list | tuple):
+            claims = [list(p) if isinstance(p, tuple) else p for p in item["claims"]]
+            out.append({**item, "claims": claims})
+        else:
+            out.append(item)
+    return out
+
+
+# --- signed entries -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    kid: str
+    alg: str
+    signing_input: bytes
+    payload: bytes
+    signature: bytes
+
+
+@lru_cache(maxsize=256)
+def _signature_header(header_b64: str) -> tuple[str, str]:
+    """``(alg, kid)`` of a signature header. Cached: a log has a handful of distinct ones."""
+    try:
+        header = json_loads_object(b64url_decode(header_b64), what="JWS header")
+    except MalformedError as error:
+        raise _malformed(f"a signature header is not JSON ({error.reason.value})") from None
+    if set(header) != _HEADER_MEMBERS:
+        raise _malformed("a signature header must have exactly alg, typ and kid")
+    if header["typ"] != EVENT_TYP:
+        raise _malformed(f"a signature header typ is not {EVENT_TYP}")
+    alg, kid = header["alg"], header["kid"]
+    if alg not in ALGORITHMS or not isinstance(kid, str) or not kid:
+        raise _malformed("a signature header has a bad alg or kid")
+    return alg, kid
+
+
+class SignedEntry:
+    """An event with its governance signatures, as one log entry (docs/registry.md, "Entries").
+
+    Build with :func:`parse_entry` or :func:`sign_event`. Immutable; the leaf bytes and hash are
+    computed once.
+    """
+
+    __slots__ = ("_event_bytes", "_leaf", "_leaf_hash", "_signatures", "event", "signatures")
+
+    event: Event
+    signatures: tuple[str, ...]
+
+    def __init__(
+        self, event: Event, signatures: Sequence[str], *, _event_bytes: bytes | None = None
+    ) -> None:
+        parsed = _parse_signatures(signatures)
+        self.event = event
+        self.signatures = tuple(signatures)
+        self._signatures = parsed
+        self._event_bytes = (
+            _event_bytes
+            if _event_bytes is not None
+            else json_dumps_canonical(event_to_json(event)).encode("utf-8")
+        )
+        if len(self._event_bytes) > MAX_EVENT_BYTES:
+            raise MalformedError(ReasonCode.INPUT_TOO_LARGE, "event larger than the limit")
+        # Canonical JSON sorts "event" before "signatures"; a list of JWS strings is canonical
+        # as it is, so the leaf is assembled instead of re-serialising the whole entry.
+        self._leaf = (
+            b'{"event":'
+            + self._event_bytes
+            + b',"signatures":'
+            + _json_string_list(self.signatures)
+            + b"}"
+        )
+        if len(self._leaf) > MAX_ENTRY_BYTES:
+            raise MalformedError(ReasonCode.INPUT_TOO_LARGE, "entry larger than the limit")
+        self._leaf_hash: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": event_to_json(self.event), "signatures": list(self.signatures)}
+
+    def event_bytes(self) -> bytes:
+        """The signed payload: ``json_dumps_canonical(event)`` as UTF-8."""
+        return self._event_bytes
+
+    def leaf_bytes(self) -> bytes:
+        """The Merkle leaf: ``json_dumps_canonical(entry)`` as UTF-8."""
+        return self._leaf
+
+    def leaf_hash(self) -> bytes:
+        if self._leaf_hash is None:
+            self._leaf_hash = leaf_hash(self._leaf)
+        return self._leaf_hash
+
+    @property
+    def signer_kids(self) -> tuple[str, ...]:
+        return tuple(signature.kid for signature in self._signatures)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SignedEntry) and other._leaf == self._leaf
+
+    def __hash__(self) -> int:
+        return hash(self._leaf)
+
+    def __repr__(self) -> str:
+        return f"SignedEntry({self.event.type}, id={self.event.id}, kids={self.signer_kids})"
+
+
+def _json_string_list(tokens: Sequence[str]) -> bytes:
+    # Compact JWS are base64url and dots only (checked while parsing): nothing to escape.
+    return ('["' + '","'.join(tokens) + '"]').encode("ascii")
+
+
+def _parse_signatures(signatures: object) -> tuple[_Signature, ...]:
+    if not isinstance(signatures, list | tuple) or not signatures:
+        raise _malformed("signatures must be a non-empty list")
+    if len(signatures) > MAX_SIGNATURES:
+        raise _malformed(f"more than {MAX_SIGNATURES} signatures")
+    parsed: list[_Signature] = []
+    for token in signatures:
+        if not isinstance(token, str) or len(token) > MAX_JWS_LENGTH:
+            raise _malformed("a signature is not a compact JWS string")
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise _malformed("a signature is not a compact JWS")
+        header_b64, payload_b64, signature_b64 = parts
+        alg, kid = _signature_header(header_b64)
+        try:
+            payload = b64url_decode(payload_b64)
+            signature = b64url_decode(signature_b64)
+        except MalformedError:
+            raise _malformed("a signature has bad base64url") from None
+        signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
+        parsed.append(_Signature(kid, alg, signing_input, payload, signature))
+    kids = [signature.kid for signature in parsed]
+    if len(set(kids)) != len(kids):
+        raise _malformed("two signatures name the same kid")
+    return tuple(parsed)
+
+
+def parse_entry(
+    data: bytes | str | Mapping[str, Any], *, require_canonical: bool = False
+) -> SignedEntry:
+    """Parse a signed entry strictly. Signatures are checked later, against a trust state.
+
+    ``require_canonical`` (for leaves read from a log) also demands that ``data`` be exactly the
+    entry's canonical JSON, so that no event has two leaves.
+    """
+    raw: bytes | None = None
+    if isinstance(data, bytes | str):
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        if len(raw) > MAX_ENTRY_BYTES:
+            raise MalformedError(ReasonCode.INPUT_TOO_LARGE, "entry larger than the limit")
+        try:
+            obj = json_loads(raw)
+        except MalformedError as error:
+            raise _malformed(f"entry is not JSON ({error.reason.value})") from None
+    elif isinstance(data, Mapping):
+        obj = data
+    else:
+        raise _malformed("entry must be JSON bytes, text or an object")
+    if not isinstance(obj, Mapping) or set(obj) != _ENTRY_MEMBERS:
+        raise _malformed('an entry is exactly {"event", "signatures"}')
+    event_json = obj["event"]
+    event = parse_event(event_json)
+    try:
+        event_bytes = json_dumps_canonical(event_json).encode("utf-8")
+    except (TypeError, ValueError):
+        raise _malformed("event is not JSON") from None
+    signatures = obj["signatures"]
+    if not isinstance(signatures, list):
+        raise _malformed("signatures must be a non-empty list")
+    entry = SignedEntry(event, signatures, _event_bytes=event_bytes)
+    if require_canonical and (raw is None or entry.leaf_bytes() != raw):
+        raise _malformed("entry is not in canonical JSON form")
+    return entry
+
+
+def sign_event(
+    event: Mapping[str, Any] | Event, signers: Sequence[tuple[str, Signer]]
+) -> SignedEntry:
+    """Sign an event with governance keys: one JWS per ``(kid, signer)``, in the order given."""
+    if not signers:
+        raise UsageError(ReasonCode.GOVERNANCE_QUORUM_NOT_MET, "at least one signer is needed")
+    kids = [kid for kid, _ in signers]
+    if len(set(kids)) != len(kids):
+        raise UsageError(ReasonCode.REGISTRY_ENTRY_MALFORMED, "a kid is listed twice")
+    if isinstance(event, Mapping):
+        parsed = parse_event(dict(event))
+        payload = json_dumps_canonical(dict(event)).encode("utf-8")
+    else:
+        parsed = event
+        payload = json_dumps_canonical(event_to_json(event)).encode("utf-8")
+    tokens = [sign_jws({"typ": EVENT_TYP, "kid": kid}, payload, signer) for kid, signer in signers]
+    return SignedEntry(parsed, tokens, _event_bytes=payload)
+
+
+# --- governance -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GovernanceConfig:
+    """The genesis governance keys (by kid) and the quorum k, configured out of band."""
+
+    keys: Mapping[str, PublicKey]
+    quorum: int
+
+    def __post_init__(self) -> None:
+        keys = dict(self.keys)
+        for kid, key in keys.items():
+            if not isinstance(kid, str) or not kid or not isinstance(key, PublicKey):
+                raise UsageError(ReasonCode.MALFORMED_JWK, "governance keys map kids to keys")
+        if len(set(keys.values())) != len(keys):
+            raise UsageError(ReasonCode.DUPLICATE_KID, "one key is listed under two kids")
+        if type(self.quorum) is not int or not 1 <= self.quorum <= min(len(keys), MAX_SIGNATURES):
+            # An entry carries at most MAX_SIGNATURES signatures: a larger quorum is a deadlock.
+            raise UsageError(
+                ReasonCode.GOVERNANCE_QUORUM_NOT_MET,
+                f"quorum must be in [1, number of keys] and at most {MAX_SIGNATURES}",
+            )
+        object.__setattr__(self, "keys", keys)
+
+    @classmethod
+    def from_json(cls, value: object) -> GovernanceConfig:
+        """From ``{"quorum": k, "keys": {"<kid>": <public JWK>, ...}}``."""
+        if not isinstance(value, Mapping) or set(value) != {"quorum", "keys"}:
+            raise MalformedError(
+                ReasonCode.MALFORMED_INPUT, 'governance config is {"quorum", "keys"}'
+            )
+        keys = value["keys"]
+        if not isinstance(keys, Mapping) or not keys:
+            raise MalformedError(ReasonCode.MALFORMED_INPUT, "governance keys must be an object")
+        parsed = {kid: public_key_from_jwk(jwk) for kid, jwk in keys.items()}
+        quorum = value["quorum"]
+        if type(quorum) is not int:
+            raise MalformedError(ReasonCode.MALFORMED_INPUT, "quorum must be an integer")
+        try:
+            return cls(parsed, quorum)
+        except UsageError as error:
+            raise MalformedError(error.reason, error.detail) from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "quorum": self.quorum,
+            "keys": {kid: key.to_jwk() for kid, key in sorted(self.keys.items())},
+        }
+
+
+# --- accredited keys and verifiers ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerKey:
+    """An issuer key as accredited by the registry; indexes point at the entries that set it."""
+
+    issuer: str
+    kid: str
+    public_key: PublicKey
+    vct: tuple[str, ...]
+    status_base_url: str
+    not_before: int
+    not_after: int
+    added_index: int
+    retired_at: int | None = None
+    retired_index: int | None = None
+    revoked_at: int | None = None
+    revoked_index: int | None = None
+
+    @property
+    def jwk(self) -> dict[str, str]:
+        return self.public_key.to_jwk()
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "retired" if self.retired_at is not None else "active"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer,
+            "kid": self.kid,
+            "jwk": self.jwk,
+            "vct": list(self.vct),
+            "status_base_url": self.status_base_url,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "status": self.status,
+            "retired_at": self.retired_at,
+            "revoked_at": self.revoked_at,
+            "entries": [
+                i
+                for i in (self.added_index, self.retired_index, self.revoked_index)
+                if i is not None
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AccreditedVerifier:
+    """A verifier (by its OpenID4VP ``client_id``), its request-signing key and its policy."""
+
+    verifier: str
+    kid: str
+    public_key: PublicKey
+    purpose: str
+    allowed: tuple[AllowedCredential, ...]
+    not_before: int
+    not_after: int
+    added_index: int
+    kids: frozenset[str]
+    """Every kid this verifier has been accredited with (kids are never reused)."""
+    revoked_at: int | None = None
+    revoked_index: int | None = None
+
+    @property
+    def jwk(self) -> dict[str, str]:
+        return self.public_key.to_jwk()
+
+    def allowed_for(self, vct: str) -> AllowedCredential | None:
+        for item in self.allowed:
+            if item.vct == vct:
+                return item
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verifier": self.verifier,
+            "kid": self.kid,
+            "jwk": self.jwk,
+            "purpose": self.purpose,
+            "allowed": [item.to_json() for item in self.allowed],
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "status": "revoked" if self.revoked_at is not None else "active",
+            "revoked_at": self.revoked_at,
+            "entries": [i for i in (self.added_index, self.revoked_index) if i is not None],
+        }
+
+
+# --- a small persistent hash map ------------------------------------------------------------
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+_BITS = 5
+_MASK = (1 << _BITS) - 1
+_HASH_BITS = 64
+_BUCKET_MAX = 8
+_EMPTY_NODE: tuple[Any, ...] = (None,) * (1 << _BITS)
+
+
+def _node_set(
+    node: tuple[Any, ...], digest: int, shift: int, key: Any, value: Any
+) -> tuple[tuple[Any, ...], bool]:
+    index = (digest >> shift) & _MASK
+    child = node[index]
+    if child is None:
+        new_child: Any = {key: value}
+        added = True
+    elif type(child) is dict:
+        added = key not in child
+        if added and len(child) >= _BUCKET_MAX and shift + _BITS < _HASH_BITS:
+            new_child = _EMPTY_NODE
+            for old_key, old_value in (*child.items(), (key, value)):
+                new_child, _ = _node_set(
+                    new_child, hash(old_key) & ((1 << _HASH_BITS) - 1), shift + _BITS, old_key,
+                    old_value,
+                )  # fmt: skip
+        else:
+            new_child = dict(child)
+            new_child[key] = value
+    else:
+        new_child, added = _node_set(child, digest, shift + _BITS, key, value)
+    copied = list(node)
+    copied[index] = new_child
+    return tuple(copied), added
+
+
+def _node_items(node: tuple[Any, ...]) -> Iterator[tuple[Any, Any]]:
+    for child in node:
+        if child is None:
+            continue
+        if type(child) is dict:
+            yield from child.items()
+        else:
+            yield from _node_items(child)
+
+
+class _PersistentMap(Generic[_K, _V]):
+    """A hash trie (32-way, small dict buckets at the leaves): ``set`` copies O(log n) nodes.
+
+    Lets every :class:`TrustState` share all unchanged structure with its predecessor.
+    """
+
+    __slots__ = ("_length", "_root")
+
+    def __init__(self, root: tuple[Any, ...] = _EMPTY_NODE, length: int = 0) -> None:
+        self._root = root
+        self._length = length
+
+    def get(self, key: _K) -> _V | None:
+        digest = hash(key) & ((1 << _HASH_BITS) - 1)
+        node = self._root
+        shift = 0
+        while True:
+            child = node[(digest >> shift) & _MASK]
+            if child is None:
+                return None
+            if type(child) is dict:
+                value: _V | None = child.get(key)
+                return value
+            node = child
+            shift += _BITS
+
+    def __contains__(self, key: _K) -> bool:
+        return self.get(key) is not None
+
+    def set(self, key: _K, value: _V) -> _PersistentMap[_K, _V]:
+        digest = hash(key) & ((1 << _HASH_BITS) - 1)
+        root, added = _node_set(self._root, digest, 0, key, value)
+        return _PersistentMap(root, self._length + added)
+
+    def items(self) -> Iterator[tuple[_K, _V]]:
+        return _node_items(self._root)
+
+    def __len__(self) -> int:
+        return self._length
+
+
+# --- compact ranges (RFC 9162 tree heads, incrementally) -----------------------------------
+
+
+def compact_range_append(
+    compact_range: Sequence[bytes], size: int, leaf_hashes: Iterable[bytes]
+) -> tuple[bytes, ...]:
+    """Extend the right-edge subtree roots of a tree of ``size`` leaves with new leaf hashes.
+
+    The compact range of ``[0, size)`` holds the roots of the perfect subtrees of
+    :func:`civic.merkle.root_keys` (one per set bit of ``size``), left to right.
+    """
+    if len(compact_range) != size.bit_count():
+        raise UsageError(ReasonCode.INDEX_OUT_OF_RANGE, "compact range does not fit the size")
+    stack = list(compact_range)
+    for digest in leaf_hashes:
+        current = digest
+        index = size
+        while index & 1:
+            current = node_hash(stack.pop(), current)
+            index >>= 1
+        stack.append(current)
+        size += 1
+    return tuple(stack)
+
+
+def compact_range_root(compact_range: Sequence[bytes]) -> bytes:
+    """The RFC 9162 root: the subtree roots folded from the right."""
+    if not compact_range:
+        return EMPTY_ROOT
+    root = compact_range[-1]
+    for digest in reversed(compact_range[:-1]):
+        root = node_hash(digest, root)
+    return root
+
+
+# --- the trust state ------------------------------------------------------------------------
+
+_Preverified = tuple[tuple[PublicKey, bool] | None, ...]
+"""Per signature of an entry: the key it was checked against and the outcome, or None."""
+
+_CHUNK = 1024
+"""Entries whose signatures are checked together, on every thread at once."""
+
+
+def _verify_signature(key: PublicKey, signature: _Signature) -> bool:
+    return key.alg == signature.alg and key.verify(signature.signing_input, signature.signature)
+
+
+def _verify_all(tasks: Sequence[tuple[PublicKey, _Signature]]) -> list[bool]:
+    return [_verify_signature(key, signature) for key, signature in tasks]
+
+
+def _default_workers() -> int:
+    # The calling thread checks a share of the signatures too.
+    return min(7, (os.cpu_count() or 1) - 1)
+
+
+def _preverify(
+    chunk: Sequence[SignedEntry],
+    keys: Mapping[str, PublicKey],
+    pool: ThreadPoolExecutor,
+    workers: int,
+) -> list[_Preverified]:
+    """Check the chunk's signatures by ``keys`` on the pool's threads and this one.
+
+    Each thread spends nearly all its time inside libsodium, which releases the GIL, so the
+    threads do not queue for it (they would behind a thread running Python code).
+    """
+    tasks: list[tuple[PublicKey, _Signature]] = []
+    layout: list[list[int]] = []
+    for entry in chunk:
+        if not isinstance(entry, SignedEntry):
+            raise UsageError(ReasonCode.MALFORMED_INPUT, "apply_many needs SignedEntry items")
+        positions = []
+        for signature in entry._signatures:
+            key = keys.get(signature.kid)
+            if key is None or signature.payload != entry._event_bytes:
+                positions.append(-1)
+            else:
+                positions.append(len(tasks))
+                tasks.append((key, signature))
+        layout.append(positions)
+    step = -(-len(tasks) // (workers + 1)) or 1
+    slices = [tasks[i : i + step] for i in range(0, len(tasks), step)]
+    futures = [pool.submit(_verify_all, part) for part in slices[1:]]
+    results = _verify_all(slices[0]) if slices else []
+    for future in futures:
+        results.extend(future.result())
+    return [
+        tuple(None if p < 0 else (tasks[p][0], results[p]) for p in positions)
+        for positions in layout
+    ]
+
+
+class TrustState:
+    """The registry's entries folded into queryable trust (docs/registry.md).
+
+    Immutable: :meth:`apply` returns a new state and leaves this one as it was, sharing all
+    unchanged structure, so a caller that hits an error keeps its previous state for free.
+    """
+
+    __slots__ = (
+        "_event_ids",
+        "_governance",
+        "_governance_kids",
+        "_issuers",
+        "_range",
+        "_size",
+        "_verifiers",
+    )
+
+    _governance: GovernanceConfig
+    _governance_kids: frozenset[str]
+    _issuers: _PersistentMap[str, Mapping[str, IssuerKey]]
+    _verifiers: _PersistentMap[str, AccreditedVerifier]
+    _event_ids: _PersistentMap[str, int]
+    _size: int
+    _range: tuple[bytes, ...]
+
+    def __init__(self) -> None:
+        raise UsageError(ReasonCode.MALFORMED_INPUT, "use TrustState.genesis(config)")
+
+    @classmethod
+    def genesis(cls, config: GovernanceConfig) -> TrustState:
+        if not isinstance(config, GovernanceConfig):
+            raise UsageError(ReasonCode.MALFORMED_INPUT, "genesis needs a GovernanceConfig")
+        state = object.__new__(cls)
+        state._governance = config
+        state._governance_kids = frozenset(config.keys)
+        state._issuers = _PersistentMap()
+        state._verifiers = _PersistentMap()
+        state._event_ids = _PersistentMap()
+        state._size = 0
+        state._range = ()
+        return state
+
+    def _derive(
+        self,
+        entry: SignedEntry,
+        *,
+        governance: GovernanceConfig | None = None,
+        governance_kids: frozenset[str] | None = None,
+        issuers: _PersistentMap[str, Mapping[str, IssuerKey]] | None = None,
+        verifiers: _PersistentMap[str, AccreditedVerifier] | None = None,
+    ) -> TrustState:
+        """The successor state with ``entry`` appended and the given parts replaced."""
+        state = object.__new__(TrustState)
+        index = self._size
+        state._size = index + 1
+        state._range = compact_range_append(self._range, index, (entry.leaf_hash(),))
+        state._event_ids = self._event_ids.set(entry.event.id, index)
+        state._governance = self._governance if governance is None else governance
+        state._governance_kids = (
+            self._governance_kids if governance_kids is None else governance_kids
+        )
+        state._issuers = self._issuers if issuers is None else issuers
+        state._verifiers = self._verifiers if verifiers is None else verifiers
+        return state
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Number of entries folded."""
+        return self._size
+
+    @property
+    def root(self) -> bytes:
+        """RFC 9162 root of the folded entries' leaves."""
+        return compact_range_root(self._range)
+
+    @property
+    def compact_range(self) -> tuple[bytes, ...]:
+        return self._range
+
+    @property
+    def governance(self) -> GovernanceConfig:
+        """The current governance keys and quorum."""
+        return self._governance
+
+    def issuer_key(self, issuer: str, kid: str) -> IssuerKey | None:
+        keys = self._issuers.get(issuer)
+        return None if keys is None else keys.get(kid)
+
+    def issuer_keys(self, issuer: str) -> tuple[IssuerKey, ...]:
+        keys = self._issuers.get(issuer)
+        return () if keys is None else tuple(sorted(keys.values(), key=lambda k: k.added_index))
+
+    def issuers(self) -> tuple[IssuerKey, ...]:
+        """Every issuer key, by issuer then in the order added."""
+        keys = [key for _, by_kid in self._issuers.items() for key in by_kid.values()]
+        return tuple(sorted(keys, key=lambda k: (k.issuer, k.added_index)))
+
+    def verifier(self, client_id: str) -> AccreditedVerifier | None:
+        return self._verifiers.get(client_id)
+
+    def verifiers(self) -> tuple[AccreditedVerifier, ...]:
+        return tuple(sorted((v for _, v in self._verifiers.items()), key=lambda v: v.verifier))
+
+    def check_issuer_key(
+        self, issuer: str, kid: str, vct: str, issued_at: int | None, now: int
+    ) -> IssuerKey:
+        """The key if a credential of ``vct`` issued at ``issued_at`` may be trusted ``now``.
+
+        A credential without ``iat`` cannot show it predates a retirement.
+        """
+        keys = self._issuers.get(issuer)
+        if keys is None:
+            raise VerificationError(ReasonCode.ISSUER_UNKNOWN, "issuer is not accredited")
+        key = keys.get(kid)
+        if key is None:
+            raise VerificationError(ReasonCode.KEY_UNKNOWN, "issuer has no key with this kid")
+        if key.revoked_at is not None:
+            raise VerificationError(ReasonCode.KEY_REVOKED, "issuer key is revoked")
+        if vct not in key.vct:
+            raise VerificationError(
+                ReasonCode.KEY_NOT_ACCREDITED_FOR_VCT, "issuer key is not accredited for this vct"
+            )
+        if not key.not_before <= now <= key.not_after:
+            raise VerificationError(
+                ReasonCode.KEY_OUTSIDE_WINDOW, "issuer key is outside its validity window"
+            )
+        if key.retired_at is not None and (issued_at is None or issued_at >= key.retired_at):
+            raise VerificationError(
+                ReasonCode.KEY_RETIRED, "credential issued after the key was retired"
+            )
+        return key
+
+    def check_verifier_request(
+        self,
+        client_id: str,
+        vct: str,
+        claim_paths: Iterable[Sequence[ClaimPathComponent]],
+        now: int,
+    ) -> AccreditedVerifier:
+        """The verifier if it may ask for these claims of ``vct`` now."""
+        verifier = self._verifiers.get(client_id)
+        if verifier is None:
+            raise VerificationError(ReasonCode.VERIFIER_UNKNOWN, "verifier is not accredited")
+        if verifier.revoked_at is not None:
+            raise VerificationError(ReasonCode.VERIFIER_REVOKED, "verifier is revoked")
+        if not verifier.not_before <= now <= verifier.not_after:
+            raise VerificationError(
+                ReasonCode.KEY_OUTSIDE_WINDOW, "verifier is outside its validity window"
+            )
+        allowed = verifier.allowed_for(vct)
+        if allowed is None:
+            raise VerificationError(
+                ReasonCode.VERIFIER_CLAIMS_NOT_ACCREDITED, "verifier may not request this vct"
+            )
+        for path in claim_paths:
+            if not allowed.covers(tuple(path)):
+                raise VerificationError(
+                    ReasonCode.VERIFIER_CLAIMS_NOT_ACCREDITED,
+                    "verifier may not request a claim it asked for",
+                )
+        return verifier
+
+    def to_json(self) -> dict[str, Any]:
+        """A summary for display: governance, issuer keys, verifiers (public data only)."""
+        return {
+            "size": self._size,
+            "root": b64std_encode(self.root),
+            "governance": self._governance.to_json(),
+            "issuers": [key.to_json() for key in self.issuers()],
+            "verifiers": [verifier.to_json() for verifier in self.verifiers()],
+        }
+
+    # -- folding ----------------------------------------------------------------------------
+
+    def apply(self, entry: SignedEntry) -> TrustState:
+        """The state after ``entry``; raises with the entry's reason code, changing nothing."""
+        return self._apply(entry, None)
+
+    def apply_many(
+        self, entries: Iterable[SignedEntry], *, workers: int | None = None
+    ) -> TrustState:
+        """Fold entries in order: the same result and errors as chained :meth:`apply`, faster.
+
+        ``entries`` is consumed lazily, a chunk at a time. Each chunk's signatures by the
+        current governance keys are checked on ``workers`` extra threads plus this one
+        (default: one per further CPU, at most 7; 0 checks them inline), then the chunk is
+        folded, looking the outcomes up. Should the governance keys change inside a chunk, an
+        entry signed by a key other than the one checked verifies inline.
+        """
+        workers = _default_workers() if workers is None else workers
+        iterator = iter(entries)
+        chunk = list(islice(iterator, _CHUNK))
+        state = self
+        if workers < 1 or len(chunk) < _CHUNK // 4:
+            for entry in chain(chunk, iterator):
+                state = state._apply(entry, None)
+            return state
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="civic-trust") as pool:
+            while chunk:
+                hints = _preverify(chunk, state._governance.keys, pool, workers)
+                for entry, hint in zip(chunk, hints, strict=True):
+                    state = state._apply(entry, hint)
+                chunk = list(islice(iterator, _CHUNK))
+        return state
+
+    def _apply(self, entry: SignedEntry, hint: _Preverified | None) -> TrustState:
+        if not isinstance(entry, SignedEntry):
+            raise UsageError(ReasonCode.MALFORMED_INPUT, "apply needs a SignedEntry")
+        try:
+            if entry.event.id in self._event_ids:
+                raise VerificationError(
+                    ReasonCode.REGISTRY_ENTRY_DUPLICATE, "event id already in the log"
+                )
+            self._check_signatures(entry, hint)
+            return self._fold(entry)
+        except CivicError as error:
+            # The same class and reason, with the log index for operators.
+            raise type(error)(error.reason, f"entry {self._size}: {error.detail}") from None
+
+    def _check_signatures(self, entry: SignedEntry, hint: _Preverified | None) -> None:
+        keys = self._governance.keys
+        signed_by: set[PublicKey] = set()
+        for position, signature in enumerate(entry._signatures):
+            if signature.payload != entry._event_bytes:
+                raise VerificationError(
+                    ReasonCode.GOVERNANCE_SIGNATURE_INVALID, "a signature covers another event"
+                )
+            key = keys.get(signature.kid)
+            if key is None:
+                continue
+            known = hint[position] if hint is not None else None
+            if known is not None and known[0] == key:
+                ok = known[1]
+            else:
+                ok = _verify_signature(key, signature)
+            if not ok:
+                raise VerificationError(
+                    ReasonCode.GOVERNANCE_SIGNATURE_INVALID,
+                    f"governance signature by {signature.kid!r} does not verify",
+                )
+            signed_by.add(key)
+        if len(signed_by) < self._governance.quorum:
+            raise VerificationError(
+                ReasonCode.GOVERNANCE_QUORUM_NOT_MET,
+                f"{len(signed_by)} valid governance signatures, {self._governance.quorum} needed",
+            )
+
+    def _fold(self, entry: SignedEntry) -> TrustState:
+        event = entry.event
+        if isinstance(event, IssuerKeyAdd | IssuerKeyRetire | IssuerKeyRevoke):
+            return self._derive(entry, issuers=self._fold_issuer(event, self._size))
+        if isinstance(event, VerifierAdd | VerifierRevoke):
+            return self._derive(entry, verifiers=self._fold_verifier(event, self._size))
+        governance, kids = self._fold_governance(event)
+        return self._derive(entry, governance=governance, governance_kids=kids)
+
+    def _fold_governance(
+        self, event: GovernanceKeyAdd | GovernanceKeyRemove
+    ) -> tuple[GovernanceConfig, frozenset[str]]:
+        keys = dict(self._governance.keys)
+        if isinstance(event, GovernanceKeyAdd):
+            if event.kid in self._governance_kids:
+                raise VerificationError(ReasonCode.DUPLICATE_KID, "governance kid already used")
+            if event.public_key in set(keys.values()):
+                raise VerificationError(
+                    ReasonCode.DUPLICATE_KID, "key is already a governance key under another kid"
+                )
+            keys[event.kid] = event.public_key
+        else:
+            if event.kid not in keys:
+                raise VerificationError(ReasonCode.KEY_UNKNOWN, "no current governance key kid")
+            del keys[event.kid]
+        quorum = event.quorum if event.quorum is not None else self._governance.quorum
+        if quorum > len(keys):
+            raise VerificationError(
+                ReasonCode.GOVERNANCE_QUORUM_NOT_MET,
+                f"{len(keys)} governance keys would remain for a quorum of {quorum}",
+            )
+        return GovernanceConfig(keys, quorum), self._governance_kids | {event.kid}
+
+    def _fold_issuer(
+        self, event: IssuerKeyAdd | IssuerKeyRetire | IssuerKeyRevoke, index: int
+    ) -> _PersistentMap[str, Mapping[str, IssuerKey]]:
+        known = self._issuers.get(event.issuer)
+        keys = dict(known) if known is not None else {}
+        if isinstance(event, IssuerKeyAdd):
+            if event.kid in keys:
+                raise VerificationError(ReasonCode.DUPLICATE_KID, "issuer already has this kid")
+            keys[event.kid] = IssuerKey(
+                issuer=event.issuer,
+                kid=event.kid,
+                public_key=event.public_key,
+                vct=event.vct,
+                status_base_url=event.status_base_url,
+                not_before=event.not_before,
+                not_after=event.not_after,
+                added_index=index,
+            )
+            return self._issuers.set(event.issuer, keys)
+        if known is None:
+            raise VerificationError(ReasonCode.ISSUER_UNKNOWN, "issuer is not in the registry")
+        key = keys.get(event.kid)
+        if key is None:
+            raise VerificationError(ReasonCode.KEY_UNKNOWN, "issuer has no key with this kid")
+        if key.revoked_at is not None:
+            raise VerificationError(ReasonCode.KEY_REVOKED, "issuer key is already revoked")
+        if isinstance(event, IssuerKeyRetire):
+            if key.retired_at is not None:
+                raise VerificationError(ReasonCode.KEY_RETIRED, "issuer key is already retired")
+            keys[event.kid] = replace(key, retired_at=event.retired_at, retired_index=index)
+        else:
+            keys[event.kid] = replace(key, revoked_at=event.revoked_at, revoked_index=index)
+        return self._issuers.set(event.issuer, keys)
+
+    def _fold_verifier(
+        self, event: VerifierAdd | VerifierRevoke, index: int
+    ) -> _PersistentMap[str, AccreditedVerifier]:
+        known = self._verifiers.get(event.verifier)
+        if isinstance(event, VerifierAdd):
+            if known is not None and event.kid in known.kids:
+                raise VerificationError(ReasonCode.DUPLICATE_KID, "verifier already used this kid")
+            accredited = AccreditedVerifier(
+                verifier=event.verifier,
+                kid=event.kid,
+                public_key=event.public_key,
+                purpose=event.purpose,
+                allowed=event.allowed,
+                not_before=event.not_before,
+                not_after=event.not_after,
+                added_index=index,
+                kids=(known.kids if known is not None else frozenset()) | {event.kid},
+            )
+            return self._verifiers.set(event.verifier, accredited)
+        if known is None:
+            raise VerificationError(ReasonCode.VERIFIER_UNKNOWN, "verifier is not in the registry")
+        if known.revoked_at is not None:
+            raise VerificationError(ReasonCode.VERIFIER_REVOKED, "verifier is already revoked")
+        revoked = replace(known, revoked_at=event.revoked_at, revoked_index=index)
+        return self._verifiers.set(event.verifier, revoked)
+
+    def __repr__(self) -> str:
+        return f"TrustState(size={self._size}, root={b64std_encode(self.root)})"
