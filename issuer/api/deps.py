@@ -1,0 +1,39 @@
+"""FastAPI dependencies: the shared issuer context, the raw body, the admin principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from issuer.admin import ApiPrincipal, authenticate
+from issuer.issuance import IssuanceFlow, IssuerContext
+
+
+def get_context(request: Request) -> IssuerContext:
+    context = request.app.state.context
+    assert isinstance(context, IssuerContext)
+    return context
+
+
+def get_flow(request: Request) -> IssuanceFlow:
+    flow = request.app.state.flow
+    assert isinstance(flow, IssuanceFlow)
+    return flow
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body as sent (already bounded by the body-size middleware)."""
+    return await request.body()
+
+
+def admin_principal(
+    request: Request, context: Annotated[IssuerContext, Depends(get_context)]
+) -> ApiPrincipal:
+    return authenticate(context.engine, request.headers.get("authorization"))
+
+
+ContextDep = Annotated[IssuerContext, Depends(get_context)]
+FlowDep = Annotated[IssuanceFlow, Depends(get_flow)]
+BodyDep = Annotated[bytes, Depends(raw_body)]
+PrincipalDep = Annotated[ApiPrincipal, Depends(admin_principal)]

@@ -1,0 +1,1 @@
+"""Route modules: OpenID4VCI endpoints, status lists, the agency admin API."""

@@ -1,0 +1,250 @@
+"""Tables and engines of the issuer service (issue 4: "Storage", "Privacy").
+
+What is kept, and for how long:
+
+- ``issuer_offers``: one row per credential offer (OpenID4VCI 1.0 section 4.1). Bearer secrets
+  are stored only as SHA-256 digests (the offer reference, the pre-authorized code, the access
+  token); the transaction code only as an HMAC keyed by the pre-authorized code, so that the
+  database alone reveals none of them. ``claims`` is the only personal data in the database:
+  it is set to NULL the moment the credential is delivered, the offer is burned, or it expires.
+- ``issuer_credentials``: what was issued, without claims: id, vct, signing kid, status list
+  and index, holder key thumbprint (RFC 7638), times, current status. The unique constraint on
+  ``(status_list_id, status_index)`` is what makes an index never handed out twice, also
+  between processes sharing one PostgreSQL database; rows are never deleted, so an index is
+  never reused.
+- ``issuer_status_lists``: the lists and a ``version`` bumped on every status change, so that
+  a cached Status List Token is re-signed on the next fetch after a change.
+- ``issuer_nonces``: ``c_nonce`` values (OpenID4VCI 1.0 section 7), deleted when used or expired.
+- ``issuer_api_keys``: admin API keys, as SHA-256 of their secret part, with their vct scope.
+- ``issuer_signing_keys``: public JWKs and the file each private key lives in.
+
+Engines: SQLite by default, in WAL mode, with the driver's implicit transactions switched off
+so that writers say ``BEGIN IMMEDIATE`` and never deadlock on a lock upgrade; PostgreSQL through
+``postgresql://`` (psycopg 3) at READ COMMITTED, where the conditional updates used here
+(``... WHERE state = 'offered'``) re-check their condition after waiting for a row lock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    text,
+)
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Field, SQLModel
+
+_SQLITE_BEGIN = "issuer_sqlite_begin"
+_SCHEMA_LOCK_KEY = 0x43495649435F4953  # "CIVIC_IS": serialises table creation on PostgreSQL
+# PostgreSQL SQLSTATEs after which a whole transaction may simply be run again.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+T = TypeVar("T")
+
+
+class OfferRow(SQLModel, table=True):
+    __tablename__ = "issuer_offers"
+
+    offer_id: str = Field(sa_column=Column(Text, primary_key=True))
+    ref_sha256: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
+    code_sha256: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
+    tx_code_mac: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    configuration_id: str = Field(sa_column=Column(Text, nullable=False))
+    vct: str = Field(sa_column=Column(Text, nullable=False))
+    claims: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """Subject claims (JSON) until delivery, burning or expiry; then NULL."""
+    state: str = Field(sa_column=Column(Text, nullable=False))
+    tx_code_failures: int = Field(sa_column=Column(Integer, nullable=False))
+    api_key_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    code_expires_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    token_sha256: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True, unique=True)
+    )
+    token_expires_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    delivered_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class CredentialRow(SQLModel, table=True):
+    __tablename__ = "issuer_credentials"
+    __table_args__ = (
+        UniqueConstraint("status_list_id", "status_index", name="uq_issuer_status_entry"),
+    )
+
+    credential_id: str = Field(sa_column=Column(Text, primary_key=True))
+    offer_id: str = Field(sa_column=Column(Text, nullable=False, index=True))
+    vct: str = Field(sa_column=Column(Text, nullable=False, index=True))
+    kid: str = Field(sa_column=Column(Text, nullable=False))
+    status_list_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: int = Field(sa_column=Column(Integer, nullable=False))
+    holder_thumbprint: str = Field(sa_column=Column(Text, nullable=False))
+    issued_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expires_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status_changed_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class StatusListRow(SQLModel, table=True):
+    __tablename__ = "issuer_status_lists"
+
+    list_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bits: int = Field(sa_column=Column(Integer, nullable=False))
+    full: bool = Field(sa_column=Column(Boolean, nullable=False))
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class NonceRow(SQLModel, table=True):
+    __tablename__ = "issuer_nonces"
+
+    nonce: str = Field(sa_column=Column(Text, primary_key=True))
+    expires_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+
+
+class ApiKeyRow(SQLModel, table=True):
+    __tablename__ = "issuer_api_keys"
+
+    key_id: str = Field(sa_column=Column(Text, primary_key=True))
+    secret_sha256: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    vcts: str = Field(sa_column=Column(Text, nullable=False))
+    """JSON list of the vct values this key may act on."""
+    label: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    revoked_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class SigningKeyRow(SQLModel, table=True):
+    __tablename__ = "issuer_signing_keys"
+
+    kid: str = Field(sa_column=Column(Text, primary_key=True))
+    alg: str = Field(sa_column=Column(Text, nullable=False))
+    public_jwk: str = Field(sa_column=Column(Text, nullable=False))
+    key_file: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    retired_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+offers = _table(OfferRow)
+credentials = _table(CredentialRow)
+status_lists = _table(StatusListRow)
+nonces = _table(NonceRow)
+api_keys = _table(ApiKeyRow)
+signing_keys = _table(SigningKeyRow)
+TABLES = (offers, credentials, status_lists, nonces, api_keys, signing_keys)
+
+Index("ix_issuer_credentials_list_status", credentials.c.status_list_id, credentials.c.status)
+
+
+def normalise_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` mean psycopg 3, the driver we ship."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, schema: str | None = None) -> Engine:
+    """An engine for the issuer tables; ``schema`` places them in a PostgreSQL schema."""
+    url = normalise_url(url)
+    if schema is not None and (url.startswith("sqlite") or not _SCHEMA_NAME.fullmatch(schema)):
+        raise ValueError("a database schema is a plain SQL identifier, for PostgreSQL only")
+    if url.startswith("sqlite"):
+        engine = sa_create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # BEGIN comes from the hook below
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            # Deleted claims are overwritten in the file, not just unlinked from the b-tree.
+            cursor.execute("PRAGMA secure_delete=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            immediate = connection.get_execution_options().get(_SQLITE_BEGIN, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    engine = sa_create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
+    if schema is not None:
+        engine = engine.execution_options(schema_translate_map={None: schema})
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: ``BEGIN IMMEDIATE`` on SQLite (one writer at a time)."""
+    with engine.connect() as plain:
+        connection = (
+            plain.execution_options(**{_SQLITE_BEGIN: True}) if is_sqlite(engine) else plain
+        )
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection, connection.begin():
+        yield connection
+
+
+def is_retryable(error: DBAPIError) -> bool:
+    """A PostgreSQL deadlock or serialization failure: the transaction can simply run again."""
+    return getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+def run_write(engine: Engine, work: Callable[[Connection], T], *, attempts: int = 3) -> T:
+    """Run ``work`` in a write transaction, again from scratch after a deadlock (PostgreSQL)."""
+    for attempt in range(attempts):
+        try:
+            with write_transaction(engine) as connection:
+                return work(connection)
+        except DBAPIError as error:
+            if attempt + 1 < attempts and is_retryable(error):
+                continue
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the issuer's tables if missing; safe to run from several processes at once."""
+    with write_transaction(engine) as connection:
+        if not is_sqlite(engine):
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+            )
+            schema = connection.get_execution_options().get("schema_translate_map", {}).get(None)
+            if schema:
+                connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        SQLModel.metadata.create_all(connection, tables=list(TABLES))
