@@ -1,0 +1,559 @@
+"""The issuer's pure and local parts: protocol parsing, key files, settings, status allocation.
+
+The protocol messages are compared with the OpenID4VCI 1.0 examples (public vectors), and the
+parsers are fed arbitrary input (hypothesis): they answer with an OAuth error or a value, and
+never leak another exception.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import nacl.pwhash
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from civic.credentials import CREDENTIAL_TYPES, RESIDENCY_VCT
+from civic.encoding import json_dumps, json_loads_object
+from civic.errors import CivicError, ReasonCode, UsageError, VerificationError
+from civic.jose import PrivateKey, sign_jwt
+from civic.statuslist import Status
+from issuer import db
+from issuer.issuance import (
+    new_tx_code,
+    parse_offer_ref,
+    pre_authorized_code_for,
+    tx_code_mac,
+)
+from issuer.keys import (
+    FileKeySigner,
+    KeyStore,
+    check_passphrase,
+    load_key_file,
+    open_sealed_jwk,
+    seal_private_jwk,
+    write_key_file,
+)
+from issuer.oid4vci import (
+    PRE_AUTHORIZED_GRANT,
+    PROOF_TYP,
+    IssuerProfile,
+    OAuthError,
+    bearer_token,
+    configurations_for,
+    credential_offer,
+    issuer_metadata,
+    offer_deep_link,
+    parse_credential_request,
+    parse_token_request,
+    verify_key_proof,
+    verify_key_proofs,
+)
+from issuer.settings import IssuerSettings, SettingsError, load_runtime
+from issuer.statuslists import (
+    build_status_list,
+    change_status,
+    insert_with_fresh_index,
+    transition,
+)
+from tests.vectors import load_json
+
+ARGON_FAST = {
+    "opslimit": nacl.pwhash.argon2id.OPSLIMIT_MIN,
+    "memlimit": nacl.pwhash.argon2id.MEMLIMIT_MIN,
+}
+PASSPHRASE = "correct horse battery staple"
+AUD = "https://issuer.example"
+NOW = 1_800_000_000
+FORM = "application/x-www-form-urlencoded"
+
+
+def profile() -> IssuerProfile:
+    return IssuerProfile(
+        AUD, ("Issuer", "발급 기관"), configurations_for(list(CREDENTIAL_TYPES)), 10
+    )
+
+
+# --- messages against the specification's examples ----------------------------------------
+
+
+@pytest.mark.vectors
+def test_offer_has_the_shape_of_the_spec_example() -> None:
+    example = load_json("oid4vci", "examples", "credential_offer_pre-authz_code.json")
+    offer = credential_offer(AUD, "residency", "code", 6)
+    assert set(offer) == set(example)
+    grant = offer["grants"][PRE_AUTHORIZED_GRANT]
+    assert set(grant) == set(example["grants"][PRE_AUTHORIZED_GRANT])
+    assert set(grant["tx_code"]) <= {"input_mode", "length", "description"}
+    assert len(grant["tx_code"]["description"]) <= 300
+
+
+@pytest.mark.vectors
+def test_metadata_uses_only_member_names_of_the_spec() -> None:
+    example = load_json("oid4vci", "examples", "credential_issuer_metadata_sd_jwt_long.json")
+    configuration_example = load_json("oid4vci", "examples", "credential_metadata_sd_jwt_vc.json")
+    metadata = issuer_metadata(profile())
+    assert set(metadata) <= set(example)
+    spec_configuration = next(
+        iter(configuration_example["credential_configurations_supported"].values())
+    )
+    for configuration in metadata["credential_configurations_supported"].values():
+        assert set(configuration) <= set(spec_configuration)
+        assert set(configuration["credential_metadata"]) <= set(
+            spec_configuration["credential_metadata"]
+        )
+        for claim in configuration["credential_metadata"]["claims"]:
+            assert set(claim) <= {"path", "display", "mandatory"}
+
+
+def test_offer_deep_link_round_trips() -> None:
+    url = "https://issuer.example/offers/abc-_123"
+    link = urlsplit(offer_deep_link(url))
+    assert link.scheme == "openid-credential-offer"
+    assert parse_qs(link.query) == {"credential_offer_uri": [url]}
+
+
+# --- token request -------------------------------------------------------------------------
+
+
+def test_token_request_parsing() -> None:
+    body = f"grant_type={PRE_AUTHORIZED_GRANT}&pre-authorized_code=abc&tx_code=123456&x=1"
+    request = parse_token_request(body.encode(), FORM + "; charset=utf-8")
+    assert (request.pre_authorized_code, request.tx_code) == ("abc", "123456")
+    assert "abc" not in repr(request)
+    without = parse_token_request(
+        f"grant_type={PRE_AUTHORIZED_GRANT}&pre-authorized_code=abc".encode(), FORM
+    )
+    assert without.tx_code is None
+    cases = {
+        b"": "invalid_request",
+        b"grant_type=refresh_token": "unsupported_grant_type",
+        f"grant_type={PRE_AUTHORIZED_GRANT}".encode(): "invalid_request",
+        f"grant_type={PRE_AUTHORIZED_GRANT}&grant_type={PRE_AUTHORIZED_GRANT}".encode(): (
+            "invalid_request"
+        ),
+        b"%zz": "invalid_request",
+    }
+    for raw, error in cases.items():
+        with pytest.raises(OAuthError) as caught:
+            parse_token_request(raw, FORM)
+        assert caught.value.error == error, raw
+    with pytest.raises(OAuthError):
+        parse_token_request(b"grant_type=x", "application/json")
+
+
+@given(st.binary(max_size=300), st.sampled_from([FORM, "application/json", None]))
+@settings(max_examples=300)
+def test_token_request_parser_only_raises_oauth_errors(
+    raw: bytes, content_type: str | None
+) -> None:
+    try:
+        parse_token_request(raw, content_type)
+    except OAuthError as error:
+        assert error.error in ("invalid_request", "unsupported_grant_type")
+
+
+def test_bearer_token() -> None:
+    assert bearer_token("Bearer abc") == "abc"
+    assert bearer_token("bearer abc") == "abc"
+    with pytest.raises(OAuthError) as missing:
+        bearer_token(None)
+    assert missing.value.status == 401
+    assert missing.value.www_authenticate() == 'Bearer realm="credential"'
+    for header in ("Basic abc", "Bearer", "Bearer a b"):
+        with pytest.raises(OAuthError) as bad:
+            bearer_token(header)
+        assert bad.value.error == "invalid_request"
+
+
+# --- credential request and proofs ---------------------------------------------------------
+
+
+def test_credential_request_parsing() -> None:
+    configurations = configurations_for(list(CREDENTIAL_TYPES))
+    body = {"credential_configuration_id": "residency", "proofs": {"jwt": ["a", "b"]}, "x": 1}
+    request = parse_credential_request(
+        json_dumps(body).encode(), "application/json", configurations=configurations, batch_size=2
+    )
+    assert request.configuration_id == "residency"
+    assert request.proofs == ("a", "b")
+    with pytest.raises(OAuthError) as too_many:
+        parse_credential_request(
+            json_dumps(body).encode(),
+            "application/json",
+            configurations=configurations,
+            batch_size=1,
+        )
+    assert too_many.value.error == "invalid_credential_request"
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    ["credential_configuration_id", "proofs", "jwt", "credential_identifier", "x"]
+                ),
+                children,
+                max_size=4,
+            )
+        ),
+        max_leaves=12,
+    )
+)
+@settings(max_examples=300)
+def test_credential_request_parser_only_raises_oauth_errors(value: Any) -> None:
+    configurations = configurations_for(list(CREDENTIAL_TYPES))
+    try:
+        parse_credential_request(
+            json_dumps(value).encode(),
+            "application/json",
+            configurations=configurations,
+            batch_size=3,
+        )
+    except OAuthError as error:
+        assert error.error in {
+            "invalid_credential_request",
+            "unknown_credential_configuration",
+            "invalid_proof",
+            "invalid_encryption_parameters",
+        }
+
+
+def proof(key: PrivateKey, **claims: Any) -> str:
+    body = {"aud": AUD, "iat": NOW, "nonce": "n1", **claims}
+    return sign_jwt({"typ": PROOF_TYP, "jwk": key.public_key.to_jwk()}, body, key)
+
+
+def test_key_proof_verification() -> None:
+    for alg in ("EdDSA", "ES256"):
+        key = PrivateKey.generate(alg)  # type: ignore[arg-type]
+        verified = verify_key_proof(proof(key), audience=AUD, now=NOW, max_age=300, skew=60)
+        assert verified.holder_key == key.public_key
+        assert verified.nonce == "n1"
+    key = PrivateKey.generate()
+    # iat within [now - max_age, now + skew] only.
+    verify_key_proof(proof(key, iat=NOW - 300), audience=AUD, now=NOW, max_age=300, skew=60)
+    verify_key_proof(proof(key, iat=NOW + 60), audience=AUD, now=NOW, max_age=300, skew=60)
+    reasons = {
+        proof(key, iat=NOW - 301): ReasonCode.EXPIRED,
+        proof(key, iat=NOW + 61): ReasonCode.IAT_IN_FUTURE,
+        proof(key, iat=True): ReasonCode.MALFORMED_INPUT,
+        proof(key, aud=AUD + "/"): ReasonCode.MALFORMED_INPUT,
+        proof(key, nonce=""): ReasonCode.MALFORMED_INPUT,
+        sign_jwt({"typ": "openid4vci-proof+JWT", "jwk": key.public_key.to_jwk()}, {}, key): (
+            ReasonCode.TYP_MISMATCH
+        ),
+    }
+    for token, reason in reasons.items():
+        with pytest.raises(OAuthError) as caught:
+            verify_key_proof(token, audience=AUD, now=NOW, max_age=300, skew=60)
+        assert caught.value.error == "invalid_proof"
+        assert caught.value.reason == reason
+    with pytest.raises(OAuthError) as same_key:
+        verify_key_proofs(
+            [proof(key), proof(key, nonce="n2")], audience=AUD, now=NOW, max_age=300, skew=60
+        )
+    assert same_key.value.error == "invalid_proof"
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300)
+def test_key_proof_parser_only_raises_oauth_errors(token: str) -> None:
+    with pytest.raises(OAuthError) as caught:
+        verify_key_proof(token, audience=AUD, now=NOW, max_age=300, skew=60)
+    assert caught.value.error == "invalid_proof"
+
+
+# --- offer secrets -------------------------------------------------------------------------
+
+
+def test_offer_secrets() -> None:
+    ref = "A" * 42 + "A"
+    assert parse_offer_ref(ref) == ref
+    assert parse_offer_ref("A" * 42) is None
+    assert parse_offer_ref("!" * 43) is None
+    code = pre_authorized_code_for(ref)
+    assert code == pre_authorized_code_for(ref) != pre_authorized_code_for("B" + ref[1:])
+    assert tx_code_mac(code, "123456") != tx_code_mac(code, "123457")
+    digits = [new_tx_code(6, os.urandom) for _ in range(50)]
+    assert all(len(d) == 6 and d.isdigit() for d in digits)
+    assert new_tx_code(6, lambda n: b"\x00" * n) == "000000"
+
+
+# --- key files -----------------------------------------------------------------------------
+
+
+def test_sealed_key_round_trip_and_failures() -> None:
+    key = PrivateKey.generate()
+    jwk = key.export_private_jwk()
+    sealed = seal_private_jwk(jwk, PASSPHRASE, **ARGON_FAST)
+    assert jwk["d"] not in json_dumps(sealed)
+    assert open_sealed_jwk(sealed, PASSPHRASE) == jwk
+    with pytest.raises(VerificationError) as wrong:
+        open_sealed_jwk(sealed, PASSPHRASE + "!")
+    assert wrong.value.reason == ReasonCode.UNAUTHORIZED
+    tampered = dict(
+        sealed,
+        ciphertext=sealed["ciphertext"][:-2]
+        + ("AA" if sealed["ciphertext"][-2:] != "AA" else "BA"),
+    )
+    with pytest.raises(CivicError):
+        open_sealed_jwk(tampered, PASSPHRASE)
+    for bad in (dict(sealed, format="other"), dict(sealed, opslimit=0), dict(sealed, salt="AA")):
+        with pytest.raises(CivicError):
+            open_sealed_jwk(bad, PASSPHRASE)
+
+
+@given(st.text(min_size=12, max_size=40).filter(lambda p: p.strip() == p))
+@settings(max_examples=20)
+def test_sealing_round_trips_for_any_strong_passphrase(passphrase: str) -> None:
+    try:
+        check_passphrase(passphrase)
+    except UsageError:
+        return
+    jwk = PrivateKey.generate().export_private_jwk()
+    assert open_sealed_jwk(seal_private_jwk(jwk, passphrase, **ARGON_FAST), passphrase) == jwk
+
+
+def test_weak_passphrases_are_refused() -> None:
+    for weak in ("", "short", "changeme-changeme", "Password123456", "test-test-test"):
+        with pytest.raises(UsageError):
+            check_passphrase(weak)
+    check_passphrase(PASSPHRASE)
+
+
+def test_key_files(tmp_path: Path) -> None:
+    key = PrivateKey.generate("ES256")
+    plain = tmp_path / "plain.jwk"
+    write_key_file(plain, key, passphrase=None)
+    assert plain.stat().st_mode & 0o777 == 0o600
+    signer = load_key_file(plain, passphrase=None)
+    assert signer.public_key == key.public_key
+    assert signer.kid == key.public_key.thumbprint()
+    assert "d" not in repr(signer).replace("kid", "")
+    assert key.export_private_jwk()["d"] not in repr(signer)
+    assert key.public_key.verify(b"data", signer.sign(b"data"))
+    assert not hasattr(signer, "export_private_jwk")
+
+    sealed = tmp_path / "sealed.jwk"
+    write_key_file(sealed, key, passphrase=PASSPHRASE, **ARGON_FAST)
+    assert key.export_private_jwk()["d"].encode() not in sealed.read_bytes()
+    assert load_key_file(sealed, passphrase=PASSPHRASE).public_key == key.public_key
+    with pytest.raises(UsageError) as needs:
+        load_key_file(sealed, passphrase=None)
+    assert needs.value.reason == ReasonCode.UNAUTHORIZED
+    with pytest.raises(VerificationError):
+        load_key_file(sealed, passphrase="a different passphrase")
+
+    plain.chmod(0o644)
+    with pytest.raises(UsageError) as readable:
+        load_key_file(plain, passphrase=None)
+    assert "chmod 600" in readable.value.detail
+    with pytest.raises(FileExistsError):
+        write_key_file(sealed, key, passphrase=None)
+    broken = tmp_path / "broken.jwk"
+    broken.write_text('{"kty": "OKP"}')
+    broken.chmod(0o600)
+    with pytest.raises(CivicError):
+        load_key_file(broken, passphrase=None)
+
+
+def test_key_store(tmp_path: Path) -> None:
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.create_schema(engine)
+    store = KeyStore(engine, tmp_path / "keys", passphrase=PASSPHRASE)
+    first = store.create("EdDSA", now=NOW, **ARGON_FAST)
+    second = store.create("ES256", now=NOW + 1, **ARGON_FAST)
+    assert [s.kid for s in store.signers()] == [second.kid, first.kid]
+    # Another process (a fresh store) reads the sealed files with the passphrase.
+    fresh = KeyStore(engine, tmp_path / "keys", passphrase=PASSPHRASE)
+    assert [s.public_key for s in fresh.signers()] == [second.public_key, first.public_key]
+    assert all(isinstance(s, FileKeySigner) for s in fresh.signers())
+    store.retire(second.kid, now=NOW + 2)
+    assert [s.kid for s in store.signers()] == [first.kid]
+    assert len(store.public_keys(include_retired=True)) == 2
+    # A key file swapped for another key is refused.
+    (tmp_path / "keys" / f"{first.kid}.jwk").unlink()
+    write_key_file(tmp_path / "keys" / f"{first.kid}.jwk", PrivateKey.generate(), passphrase=None)
+    with pytest.raises(UsageError):
+        KeyStore(engine, tmp_path / "keys", passphrase=PASSPHRASE).signers()
+    assert "PASSPHRASE" not in repr(store) and PASSPHRASE not in repr(store)
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def test_settings_defaults_load(tmp_path: Path) -> None:
+    runtime = load_runtime(IssuerSettings(data_dir=tmp_path))
+    assert runtime.issuer_url == "http://127.0.0.1:8600"
+    assert runtime.status_base_url == "http://127.0.0.1:8600/status"
+    assert set(runtime.vcts) == set(CREDENTIAL_TYPES)
+    assert runtime.database_url.startswith("sqlite:///")
+    assert runtime.key_passphrase is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"issuer_url": "http://issuer.example"},
+        {"issuer_url": "https://issuer.example/tenant"},
+        {"issuer_url": "https://issuer.example?x=1"},
+        {"issuer_url": "https://user@issuer.example"},
+        {"issuer_url": "ftp://issuer.example"},
+        {"key_passphrase": "changeme"},
+        {"key_passphrase": "short"},
+        {"status_list_size": 65536},
+        {"status_list_size": 131073},
+        {"tx_code_length": 4},
+        {"tx_code_max_attempts": 0},
+        {"batch_size": 1},
+        {"vcts": ["urn:other"]},
+        {"vcts": []},
+        {"access_token_ttl": 0},
+        {"pre_authorized_code_ttl": 7 * 86400},
+        {"status_list_lifetime": 300, "status_list_ttl": 300},
+        {"max_body_bytes": 100},
+    ],
+)
+def test_unsafe_settings_are_refused(tmp_path: Path, changes: dict[str, Any]) -> None:
+    with pytest.raises(SettingsError):
+        load_runtime(IssuerSettings(data_dir=tmp_path, **changes))
+
+
+def test_passphrase_from_a_file_and_never_in_repr(tmp_path: Path) -> None:
+    path = tmp_path / "passphrase"
+    path.write_text(PASSPHRASE + "\n")
+    runtime = load_runtime(
+        IssuerSettings(data_dir=tmp_path, key_passphrase_file=path, issuer_url="https://a.example")
+    )
+    assert runtime.key_passphrase == PASSPHRASE
+    assert PASSPHRASE not in repr(runtime)
+    assert PASSPHRASE not in repr(IssuerSettings(key_passphrase=PASSPHRASE))
+    path.write_text("changeme\n")
+    with pytest.raises(SettingsError):
+        load_runtime(IssuerSettings(data_dir=tmp_path, key_passphrase_file=path))
+    with pytest.raises(SettingsError):
+        load_runtime(
+            IssuerSettings(data_dir=tmp_path, key_passphrase_file=path, key_passphrase=PASSPHRASE)
+        )
+
+
+def test_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CIVIC_ISSUER_ISSUER_URL", "https://district.example")
+    monkeypatch.setenv("CIVIC_ISSUER_VCTS", json_dumps([RESIDENCY_VCT]))
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db.example/issuer")
+    runtime = load_runtime(IssuerSettings(data_dir=tmp_path))
+    assert runtime.issuer_url == "https://district.example"
+    assert runtime.vcts == (RESIDENCY_VCT,)
+    assert runtime.database_url == "postgresql://db.example/issuer"
+
+
+# --- status lists --------------------------------------------------------------------------
+
+
+def test_status_transitions() -> None:
+    valid, invalid, suspended = Status.VALID, Status.INVALID, Status.SUSPENDED
+    table = {
+        ("revoke", valid): invalid,
+        ("revoke", suspended): invalid,
+        ("revoke", invalid): None,
+        ("suspend", valid): suspended,
+        ("suspend", suspended): None,
+        ("suspend", invalid): None,
+        ("reinstate", suspended): valid,
+        ("reinstate", valid): None,
+        ("reinstate", invalid): None,
+    }
+    for (action, current), expected in table.items():
+        assert transition(action, current) == expected, (action, current)
+    with pytest.raises(UsageError):
+        transition("delete", valid)
+    built = build_status_list(16, [(3, invalid), (15, suspended)])
+    assert [built.get(i) for i in (0, 3, 15)] == [valid, invalid, suspended]
+
+
+def _credential(n: int) -> dict[str, Any]:
+    return {
+        "credential_id": f"c{n}",
+        "offer_id": "o",
+        "vct": RESIDENCY_VCT,
+        "kid": "k",
+        "status": 0,
+        "holder_thumbprint": "t",
+        "issued_at": NOW,
+        "expires_at": NOW + 1,
+        "status_changed_at": None,
+    }
+
+
+def test_allocation_never_repeats_and_moves_to_a_new_list(tmp_path: Path) -> None:
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.create_schema(engine)
+    allocations = []
+    for n in range(300):
+        allocations.append(
+            db.run_write(
+                engine,
+                lambda c, n=n: insert_with_fresh_index(c, _credential(n), list_size=256, now=NOW),
+            )
+        )
+    pairs = {(a.list_id, a.index) for a in allocations}
+    assert len(pairs) == 300
+    assert all(0 <= a.index < 256 for a in allocations)
+    assert len({a.list_id for a in allocations}) >= 2
+    with engine.connect() as connection:
+        lists = connection.execute(select(db.status_lists)).all()
+        stored = connection.execute(
+            select(db.credentials.c.status_list_id, db.credentials.c.status_index)
+        ).all()
+    assert {(int(a), int(b)) for a, b in stored} == pairs
+    assert any(row.full for row in lists)
+    # A status change bumps the list's version (so the next fetch re-signs).
+    first = allocations[0]
+    with db.write_transaction(engine) as connection:
+        assert change_status(connection, "c0", "suspend", NOW) == Status.SUSPENDED
+        assert change_status(connection, "c0", "suspend", NOW) is None
+        with pytest.raises(UsageError):
+            change_status(connection, "nope", "revoke", NOW)
+    with engine.connect() as connection:
+        version = connection.execute(
+            select(db.status_lists.c.version).where(db.status_lists.c.list_id == first.list_id)
+        ).scalar_one()
+    assert version == 1
+
+
+def test_allocation_uses_the_random_source(tmp_path: Path) -> None:
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.create_schema(engine)
+    draws = iter([5, 5, 9])
+
+    def random(n: int) -> bytes:
+        return next(draws).to_bytes(n, "big")
+
+    first = db.run_write(
+        engine,
+        lambda c: insert_with_fresh_index(c, _credential(1), list_size=256, now=NOW, random=random),
+    )
+    second = db.run_write(
+        engine,
+        lambda c: insert_with_fresh_index(c, _credential(2), list_size=256, now=NOW, random=random),
+    )
+    assert (first.index, second.index) == (5, 9)  # the second draw of 5 collided
+
+
+def test_sealed_file_contents_are_json(tmp_path: Path) -> None:
+    path = tmp_path / "k.jwk"
+    write_key_file(path, PrivateKey.generate(), passphrase=PASSPHRASE, **ARGON_FAST)
+    document = json_loads_object(path.read_text())
+    assert document["format"] == "civic-sealed-key/1"
+    assert document["kdf"] == "argon2id"
