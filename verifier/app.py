@@ -1,0 +1,548 @@
+"""The verifier's HTTP API (issue 5): OpenID4VP 1.0 requests and responses, offline verification,
+staff endpoints, and the counter page.
+
+Staff (``Authorization: Bearer <API key>``):
+
+- ``GET /policies``: the counter policies this verifier serves;
+- ``POST /requests`` ``{"policy"}``: a new OpenID4VP request: ``{"id", "uri"
+  (openid4vp://?client_id=...&request_uri=...), "request_uri", "qr_png" (base64), "expires_at"}``.
+  Refused (409 with the registry's reason) when the registry does not accredit this verifier,
+  its signing key, or the policy's claims;
+- ``GET /requests/{id}``: ``{"id", "policy", "status" (pending | answered | expired),
+  "expires_at", "verdict"}``;
+- ``POST /challenges``: a nonce for an offline counter to display: ``{"nonce", "audience",
+  "expires_at", "qr_png"}`` (the QR holds ``{"aud", "nonce"}`` as JSON);
+- ``POST /verify`` ``{"policy", "nonce", "audience"?, "presentation" | "presentations" |
+  "image_png" (base64 PNG)}``: the verdict of scanned QR text (packed or raw SD-JWT+KB).
+
+Wallet (no authentication, per OpenID4VP):
+
+- ``GET /requests/{id}/object``: the signed request object (``application/oauth-authz-req+jwt``);
+- ``POST /responses/{id}``: direct_post (``vp_token``, ``state``), accepted once, before expiry.
+
+Anyone: ``GET /`` (the counter page), ``GET /healthz``.
+
+Bad input never gives a 500: a presentation that cannot be parsed is an ``invalid`` verdict
+with its reason code; bodies over ``max_body_bytes`` get 413; other errors are
+``{"error": <reason code>, "detail"}``. Every verdict is written to the audit table and the log
+with its reason codes, vct, issuer and time, never a claim value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine, delete, insert, select, update
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from civic.clock import Clock, system_clock
+from civic.encoding import b64std_decode, b64std_encode, json_dumps, json_loads, json_loads_object
+from civic.errors import CivicError, MalformedError, ReasonCode, UsageError, VerificationError
+from civic.policy import Policy
+from civic.qr import decode_png, render_png
+from civic.verdict import StatusFetcher, Verdict, rejected, verify_presentations, verify_vp_token
+from verifier.db import RETENTION, audit_table, create_engine, create_schema, requests_table
+from verifier.oid4vp import (
+    ID_BYTES,
+    NONCE_BYTES,
+    REQUEST_OBJECT_TYP,
+    STATE_BYTES,
+    new_token,
+    parse_direct_post,
+    request_object_claims,
+    sign_request_object,
+    wallet_uri,
+)
+from verifier.replay import RedisReplayStore, ReplayStore, SqlReplayStore
+from verifier.settings import VerifierRuntime
+from verifier.status import HttpStatusFetcher
+from verifier.trust import TrustProvider
+
+log = logging.getLogger("civic.verifier")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_PRESENTATIONS = 8
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs; built once per process."""
+
+    runtime: VerifierRuntime
+    engine: Engine
+    replay: ReplayStore
+    trust: TrustProvider
+    status: StatusFetcher
+    now: Clock = system_clock
+
+    def close(self) -> None:
+        self.trust.stop()
+        if isinstance(self.status, HttpStatusFetcher):
+            self.status.close()
+        if isinstance(self.replay, RedisReplayStore):
+            self.replay.close()
+        self.engine.dispose()
+
+
+def build_services(
+    runtime: VerifierRuntime,
+    *,
+    now: Clock = system_clock,
+    status: StatusFetcher | None = None,
+    schema: str | None = None,
+) -> Services:
+    """Database, replay store, status fetcher and trust for ``runtime`` (a bundle is loaded
+    now; a registry is synced by the app's lifespan)."""
+    settings = runtime.settings
+    engine = create_engine(
+        settings.resolved_database_url(), schema=schema or settings.database_schema
+    )
+    create_schema(engine)
+    replay: ReplayStore
+    if settings.redis_url:
+        replay = RedisReplayStore.from_url(
+            settings.redis_url, prefix=settings.redis_prefix, ttl=settings.challenge_ttl
+        )
+    else:
+        replay = SqlReplayStore(engine, ttl=settings.challenge_ttl)
+    trust = TrustProvider(max_age=settings.trust_max_age, now=now)
+    if settings.trust_bundle_file is not None and runtime.log_config is not None:
+        trust.load_bundle(settings.trust_bundle_file, runtime.log_config)
+    fetcher = status or HttpStatusFetcher(
+        timeout=settings.status_timeout,
+        max_bytes=settings.status_max_bytes,
+        max_cache_seconds=settings.status_max_cache_seconds,
+        now=now,
+    )
+    return Services(runtime, engine, replay, trust, fetcher, now)
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def status_for(error: CivicError) -> int:
+    reason = error.reason
+    if reason is ReasonCode.INPUT_TOO_LARGE:
+        return 413
+    if reason is ReasonCode.UNAUTHORIZED:
+        return 401
+    if reason is ReasonCode.NOT_FOUND:
+        return 404
+    if reason is ReasonCode.REQUEST_EXPIRED:
+        return 410
+    if isinstance(error, VerificationError):
+        return 409
+    return 400
+
+
+def error_response(error: CivicError) -> JSONResponse:
+    status = status_for(error)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": error.reason.value, "detail": error.detail}, status, headers=headers
+    )
+
+
+def _not_found(what: str) -> CivicError:
+    return MalformedError(ReasonCode.NOT_FOUND, f"no such {what}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes whether or not Content-Length says so."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise MalformedError(ReasonCode.INPUT_TOO_LARGE, f"request body over {limit} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise MalformedError(ReasonCode.INPUT_TOO_LARGE, f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    return json_loads_object(await read_body(request, limit), what="request body")
+
+
+# --- the service ------------------------------------------------------------------------------
+
+
+class Verifier:
+    """Route logic, synchronous (run in the thread pool): database, replay store, checklist."""
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.runtime = services.runtime
+        self.settings = services.runtime.settings
+
+    def policy(self, policy_id: object) -> Policy:
+        policy = self.runtime.policies.get(policy_id) if isinstance(policy_id, str) else None
+        if policy is None:
+            raise _not_found("policy")
+        return policy
+
+    def check_accreditation(self, policy: Policy, now: int) -> None:
+        """The registry must accredit this client_id, our signing key, and every claim asked."""
+        client_id = self.runtime.client_id
+        for requirement in policy.credentials:
+            for vct in requirement.vct:
+                accredited = self.s.trust.check_verifier_request(
+                    client_id, vct, list(requirement.paths), now
+                )
+        if (
+            accredited.kid != self.runtime.kid
+            or accredited.public_key != self.runtime.signer.public_key
+        ):
+            raise VerificationError(
+                ReasonCode.VERIFIER_UNKNOWN,
+                "the signing key is not the one the registry accredits for this verifier",
+            )
+
+    def create_request(self, policy_id: object) -> dict[str, Any]:
+        policy = self.policy(policy_id)
+        now = self.s.now()
+        self.check_accreditation(policy, now)
+        request_id = new_token(ID_BYTES)
+        nonce = new_token(NONCE_BYTES)
+        expires_at = now + self.settings.request_ttl
+        with self.s.engine.begin() as connection:
+            connection.execute(
+                delete(requests_table).where(requests_table.c.expires_at < now - RETENTION)
+            )
+            connection.execute(
+                insert(requests_table).values(
+                    id=request_id,
+                    policy_id=policy.id,
+                    nonce=nonce,
+                    state=new_token(STATE_BYTES),
+                    created_at=now,
+                    expires_at=expires_at,
+                    status="pending",
+                    verdict=None,
+                )
+            )
+        self.s.replay.issue(nonce, now=now, ttl=self.settings.request_ttl)
+        request_uri = f"{self.settings.public_url.rstrip('/')}/requests/{request_id}/object"
+        uri = wallet_uri(self.runtime.client_id, request_uri)
+        return {
+            "id": request_id,
+            "policy": policy.id,
+            "uri": uri,
+            "request_uri": request_uri,
+            "qr_png": b64std_encode(render_png(uri)),
+            "expires_at": expires_at,
+        }
+
+    def _row(self, request_id: str) -> Any:
+        with self.s.engine.connect() as connection:
+            row = connection.execute(
+                select(requests_table).where(requests_table.c.id == request_id)
+            ).first()
+        if row is None:
+            raise _not_found("request")
+        return row
+
+    def request_status(self, request_id: str) -> dict[str, Any]:
+        row = self._row(request_id)
+        status = row.status
+        if status == "pending" and row.expires_at <= self.s.now():
+            status = "expired"
+        return {
+            "id": row.id,
+            "policy": row.policy_id,
+            "status": status,
+            "expires_at": row.expires_at,
+            "verdict": json_loads(row.verdict) if row.verdict else None,
+        }
+
+    def request_object(self, request_id: str) -> str:
+        row = self._row(request_id)
+        if row.expires_at <= self.s.now():
+            raise VerificationError(ReasonCode.REQUEST_EXPIRED, "the request has expired")
+        if row.status != "pending":
+            raise VerificationError(ReasonCode.REQUEST_ALREADY_ANSWERED, "already answered")
+        claims = request_object_claims(
+            policy=self.policy(row.policy_id),
+            client_id=self.runtime.client_id,
+            response_uri=f"{self.settings.public_url.rstrip('/')}/responses/{row.id}",
+            nonce=row.nonce,
+            state=row.state,
+            issued_at=row.created_at,
+            expires_at=row.expires_at,
+        )
+        return sign_request_object(claims, self.runtime.signer, self.runtime.kid)
+
+    def receive_response(self, request_id: str, body: bytes) -> dict[str, Any]:
+        row = self._row(request_id)
+        now = self.s.now()
+        if row.expires_at <= now:
+            raise VerificationError(ReasonCode.REQUEST_EXPIRED, "the request has expired")
+        if row.status != "pending":
+            raise VerificationError(ReasonCode.REQUEST_ALREADY_ANSWERED, "already answered")
+        vp_token, state = parse_direct_post(body)
+        if state != row.state:
+            raise MalformedError(ReasonCode.MALFORMED_VP_TOKEN, "state does not match")
+        # Claim the request atomically: one response per request, whichever replica gets it.
+        with self.s.engine.begin() as connection:
+            claimed = connection.execute(
+                update(requests_table)
+                .where(
+                    requests_table.c.id == request_id,
+                    requests_table.c.status == "pending",
+                    requests_table.c.expires_at > now,
+                )
+                .values(status="processing")
+            ).rowcount
+        if claimed != 1:
+            raise VerificationError(ReasonCode.REQUEST_ALREADY_ANSWERED, "already answered")
+        policy = self.policy(row.policy_id)
+        verdict = self._guarded(
+            policy,
+            now,
+            lambda: verify_vp_token(
+                vp_token,
+                trust=self.s.trust.view(),
+                status=self.s.status,
+                policy=policy,
+                audience=self.runtime.client_id,
+                nonce=row.nonce,
+                consume_nonce=lambda nonce: self.s.replay.consume(nonce, now=now),
+                now=now,
+                skew=self.settings.clock_skew,
+            ),
+        )
+        with self.s.engine.begin() as connection:
+            connection.execute(
+                update(requests_table)
+                .where(requests_table.c.id == request_id)
+                .values(status="answered", verdict=json_dumps(verdict.to_json()))
+            )
+        self.audit(verdict, kind="response", request_id=request_id)
+        return {"result": verdict.result.value}
+
+    def challenge(self) -> dict[str, Any]:
+        now = self.s.now()
+        nonce = new_token(NONCE_BYTES)
+        self.s.replay.issue(nonce, now=now, ttl=self.settings.challenge_ttl)
+        audience = self.runtime.client_id
+        return {
+            "nonce": nonce,
+            "audience": audience,
+            "expires_at": now + self.settings.challenge_ttl,
+            "qr_png": b64std_encode(render_png(json_dumps({"aud": audience, "nonce": nonce}))),
+        }
+
+    def verify_offline(self, body: dict[str, Any]) -> dict[str, Any]:
+        policy = self.policy(body.get("policy"))
+        nonce = body.get("nonce")
+        if not isinstance(nonce, str) or not 16 <= len(nonce) <= 256:
+            raise MalformedError(ReasonCode.MALFORMED_INPUT, "nonce is a string of 16-256 chars")
+        audience = body.get("audience", self.runtime.client_id)
+        if audience not in self.runtime.audiences:
+            raise UsageError(ReasonCode.KB_JWT_AUD_MISMATCH, "not an audience of this verifier")
+        now = self.s.now()
+        try:
+            texts = _presentations(body)
+        except CivicError as error:
+            verdict = rejected(
+                policy.id,
+                error.reason,
+                now=now,
+                checkpoint_size=self.s.trust.view().checkpoint_size,
+            )
+        else:
+            verdict = self._guarded(
+                policy,
+                now,
+                lambda: verify_presentations(
+                    texts,
+                    trust=self.s.trust.view(),
+                    status=self.s.status,
+                    policy=policy,
+                    audience=audience,
+                    nonce=nonce,
+                    consume_nonce=lambda value: self.s.replay.consume(value, now=now),
+                    now=now,
+                    skew=self.settings.clock_skew,
+                ),
+            )
+        self.audit(verdict, kind="offline", request_id=None)
+        return verdict.to_json()
+
+    def _guarded(self, policy: Policy, now: int, verify: Callable[[], Verdict]) -> Verdict:
+        try:
+            return verify()
+        except Exception:
+            # A bug must never turn into "valid", nor into a 500 for the counter.
+            log.exception("verification crashed; answering invalid")
+            return rejected(policy.id, ReasonCode.MALFORMED_INPUT, now=now)
+
+    def audit(self, verdict: Verdict, *, kind: str, request_id: str | None) -> None:
+        vcts = " ".join(sorted({c.vct for c in verdict.credentials if c.vct}))
+        issuers = " ".join(sorted({c.issuer for c in verdict.credentials if c.issuer}))
+        reasons = " ".join(reason.value for reason in verdict.reasons)
+        with self.s.engine.begin() as connection:
+            connection.execute(
+                insert(audit_table).values(
+                    at=verdict.verified_at,
+                    kind=kind,
+                    request_id=request_id,
+                    policy_id=verdict.policy_id,
+                    result=verdict.result.value,
+                    reasons=reasons,
+                    vct=vcts,
+                    issuer=issuers,
+                    checkpoint_size=verdict.checkpoint_size,
+                )
+            )
+        log.info(
+            "verdict %s kind=%s policy=%s reasons=%s vct=%s issuer=%s checkpoint=%s",
+            verdict.result.value,
+            kind,
+            verdict.policy_id,
+            reasons or "-",
+            vcts or "-",
+            issuers or "-",
+            verdict.checkpoint_size,
+        )
+
+    def policies(self) -> list[dict[str, Any]]:
+        return [policy.to_json() for policy in self.runtime.policies.values()]
+
+
+def _presentations(body: dict[str, Any]) -> list[str]:
+    given = [name for name in ("presentation", "presentations", "image_png") if name in body]
+    if len(given) != 1:
+        raise MalformedError(
+            ReasonCode.MALFORMED_INPUT, "give one of presentation, presentations, image_png"
+        )
+    value = body[given[0]]
+    if given[0] == "presentation":
+        if not isinstance(value, str):
+            raise MalformedError(ReasonCode.MALFORMED_INPUT, "presentation is a string")
+        return [value.strip()]
+    if given[0] == "presentations":
+        if (
+            not isinstance(value, list)
+            or not 0 < len(value) <= MAX_PRESENTATIONS
+            or not all(isinstance(item, str) for item in value)
+        ):
+            raise MalformedError(ReasonCode.MALFORMED_INPUT, "presentations is a list of strings")
+        return [item.strip() for item in value]
+    if not isinstance(value, str):
+        raise MalformedError(ReasonCode.MALFORMED_INPUT, "image_png is base64 text")
+    try:
+        png = b64std_decode(value.split(",", 1)[1] if value.startswith("data:") else value)
+    except MalformedError:
+        raise MalformedError(ReasonCode.MALFORMED_INPUT, "image_png is not base64") from None
+    return [decode_png(png).strip()]
+
+
+# --- the app ----------------------------------------------------------------------------------
+
+
+def create_app(services: Services, *, sync_source: Any = None) -> FastAPI:
+    """The FastAPI app. With ``registry_url`` set (or a ``sync_source``), the registry is synced
+    in the background for as long as the app runs."""
+    verifier = Verifier(services)
+    runtime = services.runtime
+    limit = runtime.settings.max_body_bytes
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        source = sync_source
+        if source is None and runtime.settings.registry_url:
+            from registry.client import HttpLogSource  # noqa: PLC0415
+
+            source = HttpLogSource(runtime.settings.registry_url)
+        if source is not None and runtime.log_config is not None:
+            services.trust.start_background_sync(
+                source, runtime.log_config, interval=runtime.settings.sync_interval
+            )
+        try:
+            yield
+        finally:
+            services.close()
+
+    app = FastAPI(title="Civic verifier", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.services = services
+
+    @app.exception_handler(CivicError)
+    async def _civic_error(_request: Request, error: CivicError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        reason = ReasonCode.NOT_FOUND if error.status_code == 404 else ReasonCode.MALFORMED_INPUT
+        return JSONResponse({"error": reason.value, "detail": str(error.detail)}, error.status_code)
+
+    def staff(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key or not runtime.api_key_matches(key.strip()):
+            raise UsageError(ReasonCode.UNAUTHORIZED, "staff API key required")
+
+    @app.get("/", include_in_schema=False)
+    async def counter_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "client_id": runtime.client_id, "trust": services.trust.status()}
+
+    @app.get("/policies")
+    async def policies(request: Request) -> list[dict[str, Any]]:
+        staff(request)
+        return verifier.policies()
+
+    @app.post("/requests")
+    async def create_request(request: Request) -> JSONResponse:
+        staff(request)
+        body = await read_json_object(request, limit)
+        return JSONResponse(
+            await run_in_threadpool(verifier.create_request, body.get("policy")), 201
+        )
+
+    @app.get("/requests/{request_id}")
+    async def request_status(request_id: str, request: Request) -> JSONResponse:
+        staff(request)
+        answer = await run_in_threadpool(verifier.request_status, request_id)
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+    @app.get("/requests/{request_id}/object")
+    async def request_object(request_id: str) -> Response:
+        token = await run_in_threadpool(verifier.request_object, request_id)
+        return Response(token, media_type=f"application/{REQUEST_OBJECT_TYP}")
+
+    @app.post("/responses/{request_id}")
+    async def response(request_id: str, request: Request) -> JSONResponse:
+        body = await read_body(request, limit)
+        answer = await run_in_threadpool(verifier.receive_response, request_id, body)
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+    @app.post("/challenges")
+    async def challenge(request: Request) -> JSONResponse:
+        staff(request)
+        return JSONResponse(await run_in_threadpool(verifier.challenge), 201)
+
+    @app.post("/verify")
+    async def verify(request: Request) -> JSONResponse:
+        staff(request)
+        body = await read_json_object(request, limit)
+        answer = await run_in_threadpool(verifier.verify_offline, body)
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+    return app
