@@ -25,7 +25,7 @@ from civic.clock import system_clock
 from civic.encoding import json_dumps
 from civic.errors import CivicError, ReasonCode, VerificationError
 from civic.jose import PrivateKey
-from civic.qr import decode_png
+from civic.qr import decode_png, is_packed
 from civic.verdict import SnapshotTrust, Verdict, rejected, verify_presentations
 from verifier.replay import MemoryReplayStore
 from verifier.settings import (
@@ -148,16 +148,21 @@ def _status_files(values: list[str]) -> dict[str, Path]:
 
 
 def _read_presentation(source: str) -> str:
+    """The argument as scanned text, or the text of the file (a QR image or a text file) it
+    names. Presentations (``eyJ...``) and packed QR text (``CW1:...``) are never file names."""
+    text = source.strip()
+    if text.startswith("eyJ") or is_packed(text):
+        return text
     path = Path(source)
-    if source.lower().endswith(".png") or (len(source) < 4096 and path.is_file()):
-        try:
-            data = path.read_bytes()
-        except OSError:
-            _fail(f"cannot read {source}", 2)
-        if data.startswith(b"\x89PNG"):
-            return decode_png(data).strip()
-        return data.decode("utf-8", "replace").strip()
-    return source.strip()
+    try:
+        if not path.is_file():
+            return text
+        data = path.read_bytes()
+    except OSError:
+        return text
+    if data.startswith(b"\x89PNG"):
+        return decode_png(data).strip()
+    return data.decode("utf-8", "replace").strip()
 
 
 def _print_verdict(verdict: Verdict, as_json: bool) -> None:
