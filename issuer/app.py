@@ -10,8 +10,9 @@ dependencies and models in :mod:`issuer.api.deps` / :mod:`issuer.api.models`, th
   a byte more, request logging by route *template* (offer references in paths are bearer
   secrets), and one error shape per audience: OAuth errors (``{"error",
   "error_description"}``, ``Cache-Control: no-store``, ``WWW-Authenticate`` on 401/403) for the
-  OpenID4VCI endpoints, ``{"error", "detail"}`` for the rest. Unexpected exceptions are logged
-  by type and stack only, never with their message (which could quote a claim).
+  OpenID4VCI endpoints, ``{"error", "detail"}`` for the rest. Unexpected exceptions are caught
+  at the edge and logged by type and stack only, never with their message (which could quote
+  a claim), and answered with a bare 500.
 """
 
 from __future__ import annotations
@@ -179,15 +180,24 @@ class EdgeMiddleware:
             return await receive()
 
         status = 500
+        started_response = False
 
         async def watch(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                started_response = True
             await send(message)
 
         try:
             await self.app(scope, replay, watch)
+        except Exception as error:
+            # Caught here, inside Starlette's error middleware, so that no server log prints
+            # the exception message (which could quote a claim): type and stack only.
+            log.error("unhandled %s\n%s", type(error).__name__, _frames(error))
+            if not started_response:
+                status = 500
+                await self._reply(send, 500, {"error": "server_error", "detail": "internal error"})
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "(no route)"
@@ -198,6 +208,14 @@ class EdgeMiddleware:
                 status,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def _frames(error: BaseException) -> str:
+    """Where an exception came from: file, line, function; no message, no source text."""
+    return "\n".join(
+        f"  {frame.filename}:{frame.lineno} in {frame.name}"
+        for frame in traceback.extract_tb(error.__traceback__)
+    )
 
 
 def _oauth_response(error: OAuthError) -> JSONResponse:
@@ -235,6 +253,8 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if create_tables:
             await run_in_threadpool(db.create_schema, context.engine)
+        # Open the key files now: a wrong passphrase stops the start, not the first request.
+        await run_in_threadpool(context.keys.signers)
 
         async def purge_forever() -> None:
             while True:
@@ -296,12 +316,6 @@ def create_app(
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         name = "not_found" if error.status_code == 404 else "invalid_request"
         return JSONResponse({"error": name, "detail": str(error.detail)}, error.status_code)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
-        stack = "".join(traceback.format_tb(error.__traceback__))
-        log.error("unhandled %s\n%s", type(error).__name__, stack)
-        return JSONResponse({"error": "server_error", "detail": "internal error"}, 500)
 
     app.add_middleware(EdgeMiddleware, limit=context.runtime.settings.max_body_bytes)
     return app

@@ -19,6 +19,7 @@ thumbprint, which is also how the registry names it (docs/registry.md, ``issuer.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import threading
 from collections.abc import Mapping
@@ -57,10 +58,17 @@ def kid_for(public_key: PublicKey) -> str:
     return public_key.thumbprint()
 
 
+def _is_well_known(passphrase: str) -> bool:
+    """A default word, maybe repeated or padded with digits and punctuation."""
+    letters = re.sub(r"[^a-z]", "", passphrase.casefold())
+    return not letters or any(
+        letters == weak * repeat for weak in WEAK_PASSPHRASES for repeat in range(1, 5)
+    )
+
+
 def check_passphrase(passphrase: str) -> None:
     """Refuse an empty, short or well-known passphrase."""
-    folded = passphrase.strip().casefold()
-    if len(passphrase) < MIN_PASSPHRASE_LENGTH or any(weak in folded for weak in WEAK_PASSPHRASES):
+    if len(passphrase) < MIN_PASSPHRASE_LENGTH or _is_well_known(passphrase):
         raise UsageError(
             ReasonCode.MALFORMED_INPUT,
             f"key passphrase must have at least {MIN_PASSPHRASE_LENGTH} characters"

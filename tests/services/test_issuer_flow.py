@@ -31,6 +31,7 @@ from civic.sdjwt import parse_sd_jwt
 from civic.sdjwtvc import verify_credential
 from civic.statuslist import Status, parse_status_claim, verify_status_list_token
 from issuer import db
+from issuer.issuance import purge_expired
 from issuer.oid4vci import PRE_AUTHORIZED_GRANT, PROOF_TYP
 from issuer.testing import LocalIssuer
 
@@ -690,6 +691,28 @@ def test_an_expired_nonce_is_refused(wallet: Wallet, issuer: LocalIssuer) -> Non
     response = wallet.credential(token, [wallet.proof(PrivateKey.generate(), nonce)])
     assert_oauth_error(response, 400, "invalid_nonce")
     assert db_state(issuer) == before
+
+
+def test_unused_offers_lose_their_claims_when_they_expire(
+    wallet: Wallet, issuer: LocalIssuer
+) -> None:
+    waiting = wallet.offer()
+    exchanged = wallet.offer()
+    assert wallet.token(wallet.code_of(exchanged), exchanged["tx_code"]).status_code == 200
+    clock = issuer.now
+    assert isinstance(clock, FixedClock)
+    with db.write_transaction(issuer.context.engine) as connection:
+        purge_expired(connection, clock())
+    assert offer_row(issuer, waiting["offer_id"]).claims is not None
+    clock.advance(issuer.settings.pre_authorized_code_ttl)
+    with db.write_transaction(issuer.context.engine) as connection:
+        purge_expired(connection, clock())
+    for offer in (waiting, exchanged):
+        row = offer_row(issuer, offer["offer_id"])
+        assert (row.state, row.claims) == ("expired", None)
+    with issuer.context.engine.connect() as connection:
+        stale = connection.execute(select(db.nonces).where(db.nonces.c.expires_at <= clock())).all()
+    assert stale == []
 
 
 # --- size limits ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ events are appended while the issuer runs, and the issuer's clock decides when i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +329,42 @@ def test_fixed_trust_serves_a_state_as_given(registry: MemoryRegistry, clock: Fi
     state = registry.trust().trust_state(clock())
     check = Accreditation(FixedTrust(state), ISSUER, status_base_url=STATUS)
     assert check.choose([key], RESIDENCY_VCT, clock()) is key
+
+
+class BrokenSigner:
+    """The issuer's key, through a signing device that fails (an HSM going away)."""
+
+    def __init__(self, signer: Any) -> None:
+        self.kid = signer.kid
+        self.alg = signer.alg
+        self.public_key = signer.public_key
+
+    def sign(self, data: bytes) -> bytes:
+        raise RuntimeError("device failure while signing for 김서연 born 1998-03-15")
+
+
+class BrokenKeys:
+    def __init__(self, signer: Any) -> None:
+        self._signer = BrokenSigner(signer)
+
+    def signers(self) -> list[BrokenSigner]:
+        return [self._signer]
+
+
+def test_an_unexpected_failure_is_a_bare_500_logged_without_its_message(
+    http: httpx.Client, issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    token, configuration = token_for(http, issuer, RESIDENCY_VCT)
+    issuer.context.keys = BrokenKeys(issuer.signer)
+    before = db_state(issuer)
+    with caplog.at_level(logging.DEBUG):
+        response = request_credential(http, issuer, token, configuration)
+    assert response.status_code == 500
+    assert response.json() == {"error": "server_error", "detail": "internal error"}
+    messages = "\n".join(record.getMessage() for record in caplog.records)
+    assert "unhandled RuntimeError" in messages
+    assert "김서연" not in messages and "1998-03-15" not in messages
+    after = db_state(issuer)
+    assert {k: v for k, v in after.items() if k != "issuer_nonces"} == {
+        k: v for k, v in before.items() if k != "issuer_nonces"
+    }

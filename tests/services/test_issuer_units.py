@@ -338,7 +338,6 @@ def test_key_files(tmp_path: Path) -> None:
     signer = load_key_file(plain, passphrase=None)
     assert signer.public_key == key.public_key
     assert signer.kid == key.public_key.thumbprint()
-    assert "d" not in repr(signer).replace("kid", "")
     assert key.export_private_jwk()["d"] not in repr(signer)
     assert key.public_key.verify(b"data", signer.sign(b"data"))
     assert not hasattr(signer, "export_private_jwk")
