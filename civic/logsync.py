@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from civic.checkpoint import (
@@ -497,17 +497,7 @@ def verify_bundle(
         entries=tuple(leaves),
     )
     age = snapshot.age_at(now())
-    stale = max_age is not None and (age is None or age > max_age)
-    return TrustSnapshot(
-        note=note,
-        checkpoint=checkpoint,
-        cosignatures=witnessed.cosignatures,
-        state=state,
-        witness_quorum=config.witness_quorum,
-        entries=tuple(leaves),
-        age=age,
-        stale=stale,
-    )
+    return replace(snapshot, age=age, stale=max_age is not None and (age is None or age > max_age))
 
 
 # --- an in-memory log -----------------------------------------------------------------------

@@ -12,8 +12,9 @@ Decisions the document leaves open, taken here:
 - Entries read from a log must be in canonical form (``parse_entry(..., require_canonical=True)``)
   so that one event has exactly one leaf. Every signature header is exactly ``alg``, ``typ``,
   ``kid``; two signatures naming one kid make the entry malformed; a signature whose payload is
-  not the entry's event is ``governance_signature_invalid`` whoever signed it. Signatures by
-  kids that are not current governance keys are ignored (they count for nothing).
+  not the entry's event is ``governance_signature_invalid`` whoever signed it (raised by
+  :func:`parse_entry` already). Signatures by kids that are not current governance keys are
+  ignored (they count for nothing).
 - Governance kids, like issuer kids, are never reused (``duplicate_kid``), and one public key
   may not sit under two governance kids (it would count twice toward the quorum).
 - ``issuer.key.retire`` of a key already retired is ``key_retired``; a retired key may still be
@@ -494,7 +495,6 @@ class _Signature:
     kid: str
     alg: str
     signing_input: bytes
-    payload: bytes
     signature: bytes
 
 
@@ -530,10 +530,6 @@ class SignedEntry:
     def __init__(
         self, event: Event, signatures: Sequence[str], *, _event_bytes: bytes | None = None
     ) -> None:
-        parsed = _parse_signatures(signatures)
-        self.event = event
-        self.signatures = tuple(signatures)
-        self._signatures = parsed
         self._event_bytes = (
             _event_bytes
             if _event_bytes is not None
@@ -541,6 +537,9 @@ class SignedEntry:
         )
         if len(self._event_bytes) > MAX_EVENT_BYTES:
             raise MalformedError(ReasonCode.INPUT_TOO_LARGE, "event larger than the limit")
+        self._signatures = _parse_signatures(signatures, b64url_encode(self._event_bytes))
+        self.event = event
+        self.signatures = tuple(signatures)
         # Canonical JSON sorts "event" before "signatures"; a list of JWS strings is canonical
         # as it is, so the leaf is assembled instead of re-serialising the whole entry.
         self._leaf = (
@@ -589,7 +588,12 @@ def _json_string_list(tokens: Sequence[str]) -> bytes:
     return ('["' + '","'.join(tokens) + '"]').encode("ascii")
 
 
-def _parse_signatures(signatures: object) -> tuple[_Signature, ...]:
+def _parse_signatures(signatures: object, payload_b64: str) -> tuple[_Signature, ...]:
+    """Parse the compact JWS list; each must carry ``payload_b64``, the entry's own event.
+
+    Comparing the payload in its base64url form spares decoding it once per signature, and
+    being equal to a canonical encoding proves it well-formed.
+    """
     if not isinstance(signatures, list | tuple) or not signatures:
         raise _malformed("signatures must be a non-empty list")
     if len(signatures) > MAX_SIGNATURES:
@@ -601,15 +605,18 @@ def _parse_signatures(signatures: object) -> tuple[_Signature, ...]:
         parts = token.split(".")
         if len(parts) != 3:
             raise _malformed("a signature is not a compact JWS")
-        header_b64, payload_b64, signature_b64 = parts
+        header_b64, signed_payload, signature_b64 = parts
         alg, kid = _signature_header(header_b64)
         try:
-            payload = b64url_decode(payload_b64)
             signature = b64url_decode(signature_b64)
         except MalformedError:
             raise _malformed("a signature has bad base64url") from None
+        if signed_payload != payload_b64:
+            raise VerificationError(
+                ReasonCode.GOVERNANCE_SIGNATURE_INVALID, "a signature covers another event"
+            )
         signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
-        parsed.append(_Signature(kid, alg, signing_input, payload, signature))
+        parsed.append(_Signature(kid, alg, signing_input, signature))
     kids = [signature.kid for signature in parsed]
     if len(set(kids)) != len(kids):
         raise _malformed("two signatures name the same kid")
@@ -981,7 +988,7 @@ def _preverify(
         positions = []
         for signature in entry._signatures:
             key = keys.get(signature.kid)
-            if key is None or signature.payload != entry._event_bytes:
+            if key is None:
                 positions.append(-1)
             else:
                 positions.append(len(tasks))
@@ -1224,10 +1231,6 @@ class TrustState:
         keys = self._governance.keys
         signed_by: set[PublicKey] = set()
         for position, signature in enumerate(entry._signatures):
-            if signature.payload != entry._event_bytes:
-                raise VerificationError(
-                    ReasonCode.GOVERNANCE_SIGNATURE_INVALID, "a signature covers another event"
-                )
             key = keys.get(signature.kid)
             if key is None:
                 continue

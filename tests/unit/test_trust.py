@@ -435,14 +435,24 @@ def test_forged_or_misdirected_governance_signatures() -> None:
     flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
     bad = parse_entry({"event": entry["event"], "signatures": [entry["signatures"][0], flipped]})
     assert reason_of(lambda: state.apply(bad)) is ReasonCode.GOVERNANCE_SIGNATURE_INVALID
-    # Valid signatures over another event.
+    # Valid signatures over another event: refused while parsing, whoever signed.
     other = GOV.issuer_add(kid="k2").signatures
-    swapped = parse_entry({"event": entry["event"], "signatures": list(other)})
-    assert reason_of(lambda: state.apply(swapped)) is ReasonCode.GOVERNANCE_SIGNATURE_INVALID
+    swapped = {"event": entry["event"], "signatures": list(other)}
+    assert reason_of(lambda: parse_entry(swapped)) is ReasonCode.GOVERNANCE_SIGNATURE_INVALID
+    outsider = sign_event(GOV.issuer_add(kid="k3").to_json()["event"], [("x", private_key("x"))])
+    mixed_payloads = {
+        "event": entry["event"],
+        "signatures": [*entry["signatures"], *outsider.signatures],
+    }
+    assert reason_of(lambda: parse_entry(mixed_payloads)) is (
+        ReasonCode.GOVERNANCE_SIGNATURE_INVALID
+    )
     # A tampered event under the original signatures.
-    tampered = dict(entry["event"], not_after=NOW + 10**6)
-    changed = parse_entry({"event": tampered, "signatures": entry["signatures"]})
-    assert reason_of(lambda: state.apply(changed)) is ReasonCode.GOVERNANCE_SIGNATURE_INVALID
+    tampered = {
+        "event": dict(entry["event"], not_after=NOW + 10**6),
+        "signatures": entry["signatures"],
+    }
+    assert reason_of(lambda: parse_entry(tampered)) is ReasonCode.GOVERNANCE_SIGNATURE_INVALID
     # An ES256 signature under an EdDSA governance kid: the algorithm is pinned to the key.
     es = PrivateKey.generate("ES256")
     mixed = sign_event(entry["event"], [("gov-0", GOV.keys["gov-0"]), ("gov-1", es)])
