@@ -431,7 +431,7 @@ def _presentations(body: dict[str, Any]) -> list[str]:
     if given[0] == "presentation":
         if not isinstance(value, str):
             raise MalformedError(ReasonCode.MALFORMED_INPUT, "presentation is a string")
-        return [value.strip()]
+        return [value.strip("\r\n")]
     if given[0] == "presentations":
         if (
             not isinstance(value, list)
@@ -439,14 +439,14 @@ def _presentations(body: dict[str, Any]) -> list[str]:
             or not all(isinstance(item, str) for item in value)
         ):
             raise MalformedError(ReasonCode.MALFORMED_INPUT, "presentations is a list of strings")
-        return [item.strip() for item in value]
+        return [item.strip("\r\n") for item in value]
     if not isinstance(value, str):
         raise MalformedError(ReasonCode.MALFORMED_INPUT, "image_png is base64 text")
     try:
         png = b64std_decode(value.split(",", 1)[1] if value.startswith("data:") else value)
     except MalformedError:
         raise MalformedError(ReasonCode.MALFORMED_INPUT, "image_png is not base64") from None
-    return [decode_png(png).strip()]
+    return [decode_png(png)]
 
 
 # --- the app ----------------------------------------------------------------------------------

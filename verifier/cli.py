@@ -149,8 +149,9 @@ def _status_files(values: list[str]) -> dict[str, Path]:
 
 def _read_presentation(source: str) -> str:
     """The argument as scanned text, or the text of the file (a QR image or a text file) it
-    names. Presentations (``eyJ...``) and packed QR text (``CW1:...``) are never file names."""
-    text = source.strip()
+    names. Presentations (``eyJ...``) and packed QR text (``CW1:...``) are never file names.
+    Spaces are never trimmed: they belong to the base45 alphabet of packed text."""
+    text = source.strip("\r\n")
     if text.startswith("eyJ") or is_packed(text):
         return text
     path = Path(source)
@@ -161,8 +162,8 @@ def _read_presentation(source: str) -> str:
     except OSError:
         return text
     if data.startswith(b"\x89PNG"):
-        return decode_png(data).strip()
-    return data.decode("utf-8", "replace").strip()
+        return decode_png(data)
+    return data.decode("utf-8", "replace").strip("\r\n")
 
 
 def _print_verdict(verdict: Verdict, as_json: bool) -> None:

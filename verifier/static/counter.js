@@ -117,7 +117,8 @@ async function verifyOffline(event) {
   if (file) {
     body.image_png = await readFile(file);
   } else {
-    const texts = $("qr-text").value.split(/\s+/).filter((t) => t.length > 0);
+    // One presentation per line; spaces belong to the base45 alphabet of packed QR text.
+    const texts = $("qr-text").value.split(/\r?\n/).filter((t) => t.length > 0);
     if (texts.length === 0) { showError("Paste the scanned QR text or choose an image."); return; }
     if (texts.length === 1) body.presentation = texts[0]; else body.presentations = texts;
   }
