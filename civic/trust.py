@@ -303,6 +303,11 @@ _OPTIONAL: dict[str, frozenset[str]] = {
     "governance.key.remove": frozenset({"quorum"}),
 }
 _COMMON = frozenset({"type", "id", "time"})
+_REQUIRED_WITH_COMMON = {kind: members | _COMMON for kind, members in _REQUIRED.items()}
+_ALLOWED = {
+    kind: members | _OPTIONAL.get(kind, frozenset())
+    for kind, members in _REQUIRED_WITH_COMMON.items()
+}
 
 
 def _window(event: Mapping[str, Any]) -> tuple[int, int]:
@@ -339,11 +344,11 @@ def parse_event(event: object) -> Event:
     kind = event.get("type")
     if kind not in _REQUIRED:
         raise _malformed("unknown event type")
-    required = _REQUIRED[kind] | _COMMON
-    members = set(event)
+    members = event.keys()
+    required = _REQUIRED_WITH_COMMON[kind]
     if not required <= members:
         raise _malformed(f"{kind} is missing {', '.join(sorted(required - members))}")
-    if not members <= required | _OPTIONAL.get(kind, frozenset()):
+    if not members <= _ALLOWED[kind]:
         raise _malformed(f"{kind} has unexpected members")
     event_id = event["id"]
     if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
