@@ -23,9 +23,11 @@ Decisions the document leaves open, taken here:
   ``[not_before, not_after]`` gets ``key_outside_window``; revocations apply whatever their
   ``revoked_at`` (it records when the compromise happened).
 - The state is immutable from the outside and :meth:`TrustState.apply` costs O(log n): the
-  maps are small persistent hash tries. :meth:`TrustState.apply_many` verifies the Ed25519
-  signatures of a batch on a few threads first (libsodium releases the GIL), then folds in
-  order with the same checks as :meth:`TrustState.apply`.
+  maps are small persistent hash tries. Folding is dominated by the Ed25519 checks, so
+  :meth:`TrustState.apply_many` takes a chunk of entries at a time, checks its signatures on
+  every thread at once (libsodium releases the GIL; no Python work runs meanwhile, or threads
+  leaving C would queue behind it for the GIL), then folds the chunk in order with exactly the
+  checks of :meth:`TrustState.apply`.
 """
 
 from __future__ import annotations
