@@ -25,6 +25,7 @@ import pytest
 
 from civic.clock import FixedClock
 from civic.encoding import json_dumps, json_loads
+from civic.errors import CivicError
 from civic.qr import decode_png, pack
 from tests.services.registry_harness import ROOT
 from tests.services.verifier_deploy import API_KEY, AppServer, Deployment, Wallet
@@ -149,6 +150,16 @@ class DevTools:
         os.close(self._from_browser)
 
 
+def _scan_screen(browser: DevTools, name: str) -> str:
+    """The QR code on screen, read from a screenshot (retried while the page paints)."""
+    for _ in range(20):
+        try:
+            return decode_png(browser.screenshot(name))
+        except CivicError:
+            time.sleep(0.1)
+    raise AssertionError("no QR code readable on the page")
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[DevTools]:
     devtools = DevTools(tmp_path / "profile")
@@ -181,9 +192,11 @@ def test_counter_page(tmp_path: Path, browser: DevTools) -> None:
         # Online: the QR on screen scans back to the openid4vp:// URI; a wallet answers.
         browser.eval("document.getElementById('new-request').click(); true")
         uri = browser.wait("document.getElementById('request-uri').textContent")
-        browser.wait("document.getElementById('request-qr').complete")
-        shown = browser.screenshot("counter-request.png")
-        assert decode_png(shown) == uri
+        browser.wait(
+            "(() => { const i = document.getElementById('request-qr');"
+            " return i.complete && i.naturalWidth > 0; })()"
+        )
+        assert _scan_screen(browser, "counter-request.png") == uri
         request_uri = parse_qs(urlsplit(uri).query)["request_uri"][0]
         request = wallet.request_object(client, request_uri)
         assert wallet.respond(client, request).json() == {"result": "valid"}
