@@ -154,6 +154,18 @@ class ReasonCode(StrEnum):
     QR_NOT_FOUND = "qr_not_found"
     QR_TOO_LARGE = "qr_too_large"
 
+    # Holder wallet (wallet_cli): its store, and the services it talks to
+    WALLET_NOT_FOUND = "wallet_not_found"
+    WALLET_EXISTS = "wallet_exists"
+    WALLET_PASSPHRASE_WRONG = "wallet_passphrase_wrong"
+    WALLET_CORRUPTED = "wallet_corrupted"
+    WALLET_BUSY = "wallet_busy"
+    HOLDER_KEY_MISMATCH = "holder_key_mismatch"
+    CONSENT_DECLINED = "consent_declined"
+    ISSUER_ERROR = "issuer_error"
+    VERIFIER_ERROR = "verifier_error"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+
 
 class CivicError(Exception):
     """Root of every error this system raises on purpose.
