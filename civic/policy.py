@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -447,12 +447,3 @@ def parse_policy_text(text: str | bytes, *, format: Literal["json", "yaml"]) -> 
     except (UnicodeDecodeError, RecursionError):
         raise _malformed("policy is not valid YAML text") from None
     return parse_policy(document)
-
-
-def request_paths(policy: Policy) -> dict[str, tuple[ClaimPathPointer, ...]]:
-    """Claim paths requested per credential query id (for accreditation checks)."""
-    return {requirement.id: requirement.paths for requirement in policy.credentials}
-
-
-def requested_vcts(policy: Policy) -> Sequence[tuple[str, tuple[str, ...]]]:
-    return [(requirement.id, requirement.vct) for requirement in policy.credentials]

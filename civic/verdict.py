@@ -93,28 +93,9 @@ CHECK_NAMES: tuple[str, ...] = (
 )
 """Every check name a verdict may contain, in checklist order."""
 
-# Status list problems that are nobody's fault but the network's or the publisher's: they leave
-# the status unknown. Only the first two may be tolerated by a policy (status_unavailable).
+# A status list that cannot be had (or only an expired one): a policy may tolerate these.
 _STATUS_UNAVAILABLE = frozenset(
     {ReasonCode.STATUS_LIST_UNAVAILABLE, ReasonCode.STATUS_LIST_EXPIRED}
-)
-_STATUS_LIST_BROKEN = frozenset(
-    {
-        ReasonCode.STATUS_LIST_MALFORMED,
-        ReasonCode.STATUS_LIST_TOO_LARGE,
-        ReasonCode.STATUS_LIST_SIGNATURE_INVALID,
-        ReasonCode.STATUS_LIST_SUBJECT_MISMATCH,
-        ReasonCode.ALG_NOT_ALLOWED,
-        ReasonCode.ALG_KEY_MISMATCH,
-        ReasonCode.TYP_MISMATCH,
-        ReasonCode.CRIT_UNSUPPORTED,
-        ReasonCode.IAT_IN_FUTURE,
-        ReasonCode.NOT_YET_VALID,
-        ReasonCode.INPUT_TOO_LARGE,
-        ReasonCode.MALFORMED_JWS,
-        ReasonCode.MALFORMED_BASE64,
-        ReasonCode.MALFORMED_JSON,
-    }
 )
 _UNKNOWN_TO_STALE_TRUST = frozenset({ReasonCode.ISSUER_UNKNOWN, ReasonCode.KEY_UNKNOWN})
 
@@ -477,12 +458,13 @@ class _Run:
                 skew=self.skew,
             )
         except CivicError as error:
-            if error.reason in _STATUS_UNAVAILABLE and self.policy.status_unavailable == "accept":
+            # A list that cannot be had or does not verify leaves the status unknown: not the
+            # holder's fault, and never a reason to say valid.
+            tolerated = self.policy.status_unavailable == "accept"
+            if error.reason in _STATUS_UNAVAILABLE and tolerated:
                 self.record("status", Outcome.SKIPPED, error.reason, query)
-            elif error.reason in _STATUS_UNAVAILABLE or error.reason in _STATUS_LIST_BROKEN:
-                self.record("status", Outcome.UNDETERMINED, error.reason, query)
             else:
-                self.record("status", Outcome.UNDETERMINED, ReasonCode.STATUS_LIST_MALFORMED, query)
+                self.record("status", Outcome.UNDETERMINED, error.reason, query)
             return
         try:
             value = status_of(verified, reference)

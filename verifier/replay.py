@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from civic.errors import ReasonCode, VerificationError
 from verifier.db import nonces_table
 
 DEFAULT_TTL = 300
+PURGE_AFTER = 3600
 
 
 class ReplayStore(Protocol):
@@ -46,6 +47,11 @@ class SqlReplayStore:
 
     def issue(self, nonce: str, *, now: int, ttl: int) -> None:
         with self._engine.begin() as connection:
+            # Spent or expired nonces are kept for a while (a late replay still reads as a
+            # replay), then dropped so the table stays small.
+            connection.execute(
+                delete(nonces_table).where(nonces_table.c.expires_at < now - PURGE_AFTER)
+            )
             connection.execute(
                 insert(nonces_table).values(nonce=nonce, expires_at=now + ttl, used_at=None)
             )

@@ -112,7 +112,8 @@ class DevTools:
         self.session = attached["sessionId"]
         self.call("Page.enable")
         self.call("Runtime.enable")
-        self.wait("document.readyState === 'complete'")
+        # A new target starts on about:blank: wait for *this* page to have loaded.
+        self.wait(f"location.href === {json_dumps(url)} && document.readyState === 'complete'")
 
     def eval(self, expression: str) -> Any:
         result = self.call(
