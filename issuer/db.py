@@ -27,6 +27,7 @@ so that writers say ``BEGIN IMMEDIATE`` and never deadlock on a lock upgrade; Po
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -55,6 +56,8 @@ _SCHEMA_LOCK_KEY = 0x43495649435F4953  # "CIVIC_IS": serialises table creation o
 # PostgreSQL SQLSTATEs after which a whole transaction may simply be run again.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_SQLITE_WRITER_LOCKS: dict[str, threading.Lock] = {}
+_SQLITE_WRITER_LOCKS_GUARD = threading.Lock()
 
 T = TypeVar("T")
 
@@ -202,13 +205,25 @@ def create_engine(url: str, *, schema: str | None = None) -> Engine:
     return engine
 
 
+def _sqlite_writer_lock(engine: Engine) -> threading.Lock:
+    key = str(engine.url)
+    with _SQLITE_WRITER_LOCKS_GUARD:
+        return _SQLITE_WRITER_LOCKS.setdefault(key, threading.Lock())
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: ``BEGIN IMMEDIATE`` on SQLite (one writer at a time)."""
-    with engine.connect() as plain:
-        connection = (
-            plain.execution_options(**{_SQLITE_BEGIN: True}) if is_sqlite(engine) else plain
-        )
+    """A transaction that will write: ``BEGIN IMMEDIATE`` on SQLite (one writer at a time).
+
+    On SQLite the threads of one process also queue on a lock first: SQLite's own busy
+    handler waits by sleeping (up to 100 ms a round), which a mutex hands over at once.
+    """
+    if not is_sqlite(engine):
+        with engine.connect() as connection, connection.begin():
+            yield connection
+        return
+    with _sqlite_writer_lock(engine), engine.connect() as plain:
+        connection = plain.execution_options(**{_SQLITE_BEGIN: True})
         with connection.begin():
             yield connection
 

@@ -37,7 +37,9 @@ class ServerThread:
     """
 
     def __init__(self, *, host: str = "127.0.0.1", startup_timeout: float = 10.0) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for
+        # sockets that say so; without it every response waits on a delayed ACK (~40 ms).
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, 0))
         self.host = host
