@@ -41,7 +41,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civic.clock import Clock, system_clock
@@ -50,7 +50,14 @@ from civic.errors import CivicError, MalformedError, ReasonCode, UsageError, Ver
 from civic.policy import Policy
 from civic.qr import decode_png, render_png
 from civic.verdict import StatusFetcher, Verdict, rejected, verify_presentations, verify_vp_token
-from verifier.db import RETENTION, audit_table, create_engine, create_schema, requests_table
+from verifier.db import (
+    RETENTION,
+    Writer,
+    audit_table,
+    create_engine,
+    create_schema,
+    requests_table,
+)
 from verifier.oid4vp import (
     ID_BYTES,
     NONCE_BYTES,
@@ -71,6 +78,7 @@ log = logging.getLogger("civic.verifier")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_PRESENTATIONS = 8
+_AUDIT_INSERT = insert(audit_table)
 
 
 @dataclass
@@ -79,6 +87,7 @@ class Services:
 
     runtime: VerifierRuntime
     engine: Engine
+    writer: Writer
     replay: ReplayStore
     trust: TrustProvider
     status: StatusFetcher
@@ -90,6 +99,7 @@ class Services:
             self.status.close()
         if isinstance(self.replay, RedisReplayStore):
             self.replay.close()
+        self.writer.close()
         self.engine.dispose()
 
 
@@ -107,13 +117,14 @@ def build_services(
         settings.resolved_database_url(), schema=schema or settings.database_schema
     )
     create_schema(engine)
+    writer = Writer(engine)
     replay: ReplayStore
     if settings.redis_url:
         replay = RedisReplayStore.from_url(
             settings.redis_url, prefix=settings.redis_prefix, ttl=settings.challenge_ttl
         )
     else:
-        replay = SqlReplayStore(engine, ttl=settings.challenge_ttl)
+        replay = SqlReplayStore(writer, ttl=settings.challenge_ttl)
     trust = TrustProvider(max_age=settings.trust_max_age, now=now)
     if settings.trust_bundle_file is not None and runtime.log_config is not None:
         trust.load_bundle(settings.trust_bundle_file, runtime.log_config)
@@ -123,7 +134,7 @@ def build_services(
         max_cache_seconds=settings.status_max_cache_seconds,
         now=now,
     )
-    return Services(runtime, engine, replay, trust, fetcher, now)
+    return Services(runtime, engine, writer, replay, trust, fetcher, now)
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -216,22 +227,24 @@ class Verifier:
         request_id = new_token(ID_BYTES)
         nonce = new_token(NONCE_BYTES)
         expires_at = now + self.settings.request_ttl
-        with self.s.engine.begin() as connection:
+        row = {
+            "id": request_id,
+            "policy_id": policy.id,
+            "nonce": nonce,
+            "state": new_token(STATE_BYTES),
+            "created_at": now,
+            "expires_at": expires_at,
+            "status": "pending",
+            "verdict": None,
+        }
+
+        def write(connection: Connection) -> None:
             connection.execute(
                 delete(requests_table).where(requests_table.c.expires_at < now - RETENTION)
             )
-            connection.execute(
-                insert(requests_table).values(
-                    id=request_id,
-                    policy_id=policy.id,
-                    nonce=nonce,
-                    state=new_token(STATE_BYTES),
-                    created_at=now,
-                    expires_at=expires_at,
-                    status="pending",
-                    verdict=None,
-                )
-            )
+            connection.execute(insert(requests_table).values(row))
+
+        self.s.writer.run(write)
         self.s.replay.issue(nonce, now=now, ttl=self.settings.request_ttl)
         request_uri = f"{self.settings.public_url.rstrip('/')}/requests/{request_id}/object"
         uri = wallet_uri(self.runtime.client_id, request_uri)
@@ -294,16 +307,16 @@ class Verifier:
         if state != row.state:
             raise MalformedError(ReasonCode.MALFORMED_VP_TOKEN, "state does not match")
         # Claim the request atomically: one response per request, whichever replica gets it.
-        with self.s.engine.begin() as connection:
-            claimed = connection.execute(
-                update(requests_table)
-                .where(
-                    requests_table.c.id == request_id,
-                    requests_table.c.status == "pending",
-                    requests_table.c.expires_at > now,
-                )
-                .values(status="processing")
-            ).rowcount
+        claim = (
+            update(requests_table)
+            .where(
+                requests_table.c.id == request_id,
+                requests_table.c.status == "pending",
+                requests_table.c.expires_at > now,
+            )
+            .values(status="processing")
+        )
+        claimed = self.s.writer.run(lambda connection: connection.execute(claim).rowcount)
         if claimed != 1:
             raise VerificationError(ReasonCode.REQUEST_ALREADY_ANSWERED, "already answered")
         policy = self.policy(row.policy_id)
@@ -322,12 +335,12 @@ class Verifier:
                 skew=self.settings.clock_skew,
             ),
         )
-        with self.s.engine.begin() as connection:
-            connection.execute(
-                update(requests_table)
-                .where(requests_table.c.id == request_id)
-                .values(status="answered", verdict=json_dumps(verdict.to_json()))
-            )
+        answered = (
+            update(requests_table)
+            .where(requests_table.c.id == request_id)
+            .values(status="answered", verdict=json_dumps(verdict.to_json()))
+        )
+        self.s.writer.run(lambda connection: connection.execute(answered))
         self.audit(verdict, kind="response", request_id=request_id)
         return {"result": verdict.result.value}
 
@@ -392,20 +405,18 @@ class Verifier:
         vcts = " ".join(sorted({c.vct for c in verdict.credentials if c.vct}))
         issuers = " ".join(sorted({c.issuer for c in verdict.credentials if c.issuer}))
         reasons = " ".join(reason.value for reason in verdict.reasons)
-        with self.s.engine.begin() as connection:
-            connection.execute(
-                insert(audit_table).values(
-                    at=verdict.verified_at,
-                    kind=kind,
-                    request_id=request_id,
-                    policy_id=verdict.policy_id,
-                    result=verdict.result.value,
-                    reasons=reasons,
-                    vct=vcts,
-                    issuer=issuers,
-                    checkpoint_size=verdict.checkpoint_size,
-                )
-            )
+        row = {
+            "at": verdict.verified_at,
+            "kind": kind,
+            "request_id": request_id,
+            "policy_id": verdict.policy_id,
+            "result": verdict.result.value,
+            "reasons": reasons,
+            "vct": vcts,
+            "issuer": issuers,
+            "checkpoint_size": verdict.checkpoint_size,
+        }
+        self.s.writer.run(lambda connection: connection.execute(_AUDIT_INSERT, row))
         log.info(
             "verdict %s kind=%s policy=%s reasons=%s vct=%s issuer=%s checkpoint=%s",
             verdict.result.value,

@@ -12,19 +12,20 @@ presentation first:
 
 :meth:`ReplayStore.consume` returns False for a nonce already spent and raises
 ``nonce_unknown`` for one never issued here or expired. With ``require_issued=False`` (the
-offline CLI, which issues nothing) a nonce is simply spendable once (``INSERT`` unique /
-``SET NX``).
+offline CLI, which issues nothing) a nonce is simply spendable once (``INSERT ... ON CONFLICT
+DO NOTHING`` / ``SET NX``).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from civic.errors import ReasonCode, VerificationError
-from verifier.db import nonces_table
+from verifier.db import Writer, nonces_table
 
 DEFAULT_TTL = 300
 PURGE_AFTER = 3600
@@ -33,6 +34,8 @@ PURGE_AFTER = 3600
 class ReplayStore(Protocol):
     def issue(self, nonce: str, *, now: int, ttl: int) -> None: ...
 
+    def issue_many(self, nonces: list[str], *, now: int, ttl: int) -> None: ...
+
     def consume(self, nonce: str, *, now: int, require_issued: bool = True) -> bool: ...
 
 
@@ -40,45 +43,76 @@ def _unknown() -> VerificationError:
     return VerificationError(ReasonCode.NONCE_UNKNOWN, "nonce not issued by this verifier")
 
 
+_NONCES = nonces_table
+# Built once: a statement made per call costs more than running it.
+_PURGE = delete(_NONCES).where(_NONCES.c.expires_at < bindparam("p_before"))
+_ISSUE = insert(_NONCES).values(
+    nonce=bindparam("p_nonce"), expires_at=bindparam("p_expires_at"), used_at=None
+)
+_SPEND = (
+    update(_NONCES)
+    .where(
+        _NONCES.c.nonce == bindparam("p_nonce"),
+        _NONCES.c.used_at.is_(None),
+        _NONCES.c.expires_at > bindparam("p_now"),
+    )
+    .values(used_at=bindparam("p_now"))
+)
+_USED_AT = select(_NONCES.c.used_at).where(_NONCES.c.nonce == bindparam("p_nonce"))
+_UNISSUED_ROW: dict[str, Any] = {
+    "nonce": bindparam("p_nonce"),
+    "expires_at": bindparam("p_expires_at"),
+    "used_at": bindparam("p_now"),
+}
+_SPEND_UNISSUED = {
+    "sqlite": sqlite_insert(_NONCES).values(_UNISSUED_ROW).on_conflict_do_nothing(),
+    "postgresql": postgresql_insert(_NONCES).values(_UNISSUED_ROW).on_conflict_do_nothing(),
+}
+
+
 class SqlReplayStore:
-    def __init__(self, engine: Engine, *, ttl: int = DEFAULT_TTL) -> None:
-        self._engine = engine
+    """The database replay store; every write goes through the :class:`Writer`, so on SQLite
+    a spend is answered only once it is committed (and synced)."""
+
+    def __init__(self, writer: Writer, *, ttl: int = DEFAULT_TTL) -> None:
+        self._writer = writer
         self._ttl = ttl
+        self._spend_unissued_statement = _SPEND_UNISSUED[writer.engine.dialect.name]
 
     def issue(self, nonce: str, *, now: int, ttl: int) -> None:
-        with self._engine.begin() as connection:
+        self.issue_many([nonce], now=now, ttl=ttl)
+
+    def issue_many(self, nonces: list[str], *, now: int, ttl: int) -> None:
+        """Issue several nonces in one transaction (a counter taking a batch of challenges)."""
+        if not nonces:
+            return
+
+        def write(connection: Connection) -> None:
             # Spent or expired nonces are kept for a while (a late replay still reads as a
             # replay), then dropped so the table stays small.
-            connection.execute(
-                delete(nonces_table).where(nonces_table.c.expires_at < now - PURGE_AFTER)
-            )
-            connection.execute(
-                insert(nonces_table).values(nonce=nonce, expires_at=now + ttl, used_at=None)
-            )
+            connection.execute(_PURGE, {"p_before": now - PURGE_AFTER})
+            connection.execute(_ISSUE, [{"p_nonce": n, "p_expires_at": now + ttl} for n in nonces])
+
+        self._writer.run(write)
 
     def consume(self, nonce: str, *, now: int, require_issued: bool = True) -> bool:
-        table = nonces_table
         if not require_issued:
-            try:
-                with self._engine.begin() as connection:
-                    connection.execute(
-                        insert(table).values(nonce=nonce, expires_at=now + self._ttl, used_at=now)
-                    )
-            except IntegrityError:
-                return False
-            return True
-        with self._engine.begin() as connection:
-            changed = connection.execute(
-                update(table)
-                .where(table.c.nonce == nonce, table.c.used_at.is_(None), table.c.expires_at > now)
-                .values(used_at=now)
-            ).rowcount
-            if changed == 1:
-                return True
-            row = connection.execute(select(table.c.used_at).where(table.c.nonce == nonce)).first()
-        if row is not None and row.used_at is not None:
-            return False
-        raise _unknown()
+            return self._writer.run(lambda connection: self._spend_unissued(connection, nonce, now))
+        outcome = self._writer.run(lambda connection: _spend(connection, nonce, now))
+        if outcome == "unknown":
+            raise _unknown()
+        return outcome == "spent"
+
+    def _spend_unissued(self, connection: Connection, nonce: str, now: int) -> bool:
+        row = {"p_nonce": nonce, "p_expires_at": now + self._ttl, "p_now": now}
+        return connection.execute(self._spend_unissued_statement, row).rowcount == 1
+
+
+def _spend(connection: Connection, nonce: str, now: int) -> Literal["spent", "reused", "unknown"]:
+    if connection.execute(_SPEND, {"p_nonce": nonce, "p_now": now}).rowcount == 1:
+        return "spent"
+    row = connection.execute(_USED_AT, {"p_nonce": nonce}).first()
+    return "reused" if row is not None and row.used_at is not None else "unknown"
 
 
 class RedisReplayStore:
@@ -99,6 +133,12 @@ class RedisReplayStore:
 
     def issue(self, nonce: str, *, now: int, ttl: int) -> None:
         self._redis.set(f"{self._prefix}issued:{nonce}", b"1", ex=ttl)
+
+    def issue_many(self, nonces: list[str], *, now: int, ttl: int) -> None:
+        pipeline = self._redis.pipeline(transaction=False)
+        for nonce in nonces:
+            pipeline.set(f"{self._prefix}issued:{nonce}", b"1", ex=ttl)
+        pipeline.execute()
 
     def consume(self, nonce: str, *, now: int, require_issued: bool = True) -> bool:
         issued_key = f"{self._prefix}issued:{nonce}"
@@ -123,6 +163,10 @@ class MemoryReplayStore:
 
     def issue(self, nonce: str, *, now: int, ttl: int) -> None:
         self._issued[nonce] = now + ttl
+
+    def issue_many(self, nonces: list[str], *, now: int, ttl: int) -> None:
+        for nonce in nonces:
+            self.issue(nonce, now=now, ttl=ttl)
 
     def consume(self, nonce: str, *, now: int, require_issued: bool = True) -> bool:
         if nonce in self._used:

@@ -1,0 +1,165 @@
+"""The verifier's database writes: SQLite group commit (verifier.db.Writer) under the replay
+store: a nonce is spent once whatever the concurrency, a failed write fails only its caller,
+and every answer comes after its commit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from civic.errors import ReasonCode, VerificationError
+from tests.services.registry_harness import wait_for
+from verifier.db import Writer, audit_table, create_engine, create_schema, nonces_table
+from verifier.replay import SqlReplayStore
+
+NOW = 1_800_000_000
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'verifier.sqlite3'}")
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def writer(engine: Engine) -> Iterator[Writer]:
+    writer = Writer(engine)
+    yield writer
+    writer.close()
+
+
+def _audit_row(n: int) -> dict[str, Any]:
+    return {
+        "id": n,
+        "at": NOW,
+        "kind": "offline",
+        "request_id": None,
+        "policy_id": "bar-entry",
+        "result": "valid",
+        "reasons": "",
+        "vct": "",
+        "issuer": "",
+        "checkpoint_size": None,
+    }
+
+
+def _count(engine: Engine, table: Any) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_one_nonce_spent_concurrently_is_spent_once(writer: Writer) -> None:
+    store = SqlReplayStore(writer)
+    store.issue("n-" + "a" * 30, now=NOW, ttl=300)
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: store.consume("n-" + "a" * 30, now=NOW + 1), range(64)))
+    assert answers.count(True) == 1
+    assert answers.count(False) == 63
+
+
+def test_many_nonces_spent_concurrently_each_once(writer: Writer) -> None:
+    store = SqlReplayStore(writer)
+    nonces = [f"nonce-{i:04d}-0123456789" for i in range(200)]
+    store.issue_many(nonces, now=NOW, ttl=300)
+    with ThreadPoolExecutor(16) as pool:
+        first = list(pool.map(lambda n: store.consume(n, now=NOW + 1), nonces))
+        again = list(pool.map(lambda n: store.consume(n, now=NOW + 2), nonces))
+    assert first == [True] * 200
+    assert again == [False] * 200
+
+
+def test_unknown_and_expired_nonces(writer: Writer) -> None:
+    store = SqlReplayStore(writer)
+    store.issue("expiring-nonce-0123456789", now=NOW, ttl=10)
+    for nonce, at in (("never-issued-0123456789", NOW), ("expiring-nonce-0123456789", NOW + 10)):
+        with pytest.raises(VerificationError) as caught:
+            store.consume(nonce, now=at)
+        assert caught.value.reason is ReasonCode.NONCE_UNKNOWN
+
+
+def test_unissued_nonces_spend_once(writer: Writer) -> None:
+    store = SqlReplayStore(writer)
+    assert store.consume("cli-nonce-0123456789", now=NOW, require_issued=False) is True
+    assert store.consume("cli-nonce-0123456789", now=NOW, require_issued=False) is False
+
+
+def test_a_failed_write_fails_only_its_caller(engine: Engine, writer: Writer) -> None:
+    writer.run(lambda connection: connection.execute(insert(audit_table), _audit_row(1)))
+    gate = threading.Event()
+    started = threading.Event()
+
+    def hold(_connection: Connection) -> None:
+        started.set()
+        gate.wait(10)
+
+    def add(n: int) -> Callable[[Connection], object]:
+        return lambda connection: connection.execute(insert(audit_table), _audit_row(n))
+
+    with ThreadPoolExecutor(8) as pool:
+        held = pool.submit(writer.run, hold)
+        assert started.wait(10)
+        # These queue up behind the held transaction and are committed as one batch, in
+        # which row 1 already exists.
+        futures = {n: pool.submit(writer.run, add(n)) for n in (2, 3, 1, 4, 5)}
+        wait_for(lambda: writer._queue.qsize() == 5, 10, "five queued writes")
+        gate.set()
+        held.result(10)
+        with pytest.raises(IntegrityError):
+            futures[1].result(10)
+        for n in (2, 3, 4, 5):
+            futures[n].result(10)
+    assert _count(engine, audit_table) == 5
+
+
+def test_answers_come_after_the_commit(engine: Engine, writer: Writer) -> None:
+    store = SqlReplayStore(writer)
+    store.issue("visible-nonce-0123456789", now=NOW, ttl=300)
+    assert store.consume("visible-nonce-0123456789", now=NOW) is True
+    # A fresh connection (another process, as far as SQLite is concerned) sees it spent.
+    other = create_engine(str(engine.url))
+    with other.connect() as connection:
+        used_at = connection.execute(select(nonces_table.c.used_at)).scalar_one()
+    other.dispose()
+    assert used_at == NOW
+
+
+def test_two_writers_on_one_file_take_turns(engine: Engine, tmp_path: Path) -> None:
+    # Two writers stand for two worker processes: each opens the lock file on its own.
+    second_engine = create_engine(str(engine.url))
+    writers = [Writer(engine), Writer(second_engine)]
+    try:
+        stores = [SqlReplayStore(w) for w in writers]
+        nonces = [f"shared-{i:04d}-0123456789" for i in range(120)]
+        stores[0].issue_many(nonces, now=NOW, ttl=300)
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(
+                pool.map(
+                    lambda pair: stores[pair[0] % 2].consume(pair[1], now=NOW + 1),
+                    [(i, n) for i in range(2) for n in nonces],
+                )
+            )
+        assert answers.count(True) == len(nonces)
+        assert answers.count(False) == len(nonces)
+        assert (tmp_path / "verifier.sqlite3-writer.lock").exists()
+    finally:
+        for w in writers:
+            w.close()
+        second_engine.dispose()
+
+
+def test_a_closed_writer_refuses_work(engine: Engine) -> None:
+    writer = Writer(engine)
+    writer.run(lambda connection: connection.execute(insert(audit_table), _audit_row(1)))
+    writer.close()
+    with pytest.raises(RuntimeError):
+        writer.run(lambda connection: connection.execute(insert(audit_table), _audit_row(2)))
+    assert _count(engine, audit_table) == 1
