@@ -1,9 +1,10 @@
-"""``make demo``: the shared core end to end, with no network and no database.
+"""``python -m demo.core``: the shared core end to end, with no network and no database.
 
 An agency key signs a residency SD-JWT VC; the citizen's wallet presents two claims with a
 Key Binding JWT; a counter verifies it (issuer signature, time claims, disclosures, KB-JWT,
 status list, schema) and prints the verdict; the presentation is written as a QR PNG, read back
-with a real QR decoder and verified again. Later issues grow this into the whole city.
+with a real QR decoder and verified again. ``make demo`` runs the whole city instead
+(:mod:`demo.__main__`); this walk-through shows the same checks one library call at a time.
 """
 
 from __future__ import annotations

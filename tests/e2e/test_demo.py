@@ -1,4 +1,4 @@
-"""`make demo` runs the core end to end: this runs the same module in a scratch directory."""
+"""``python -m demo.core`` runs the core end to end: this runs it in a scratch directory."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from civic.sdjwt import parse_sd_jwt
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+def test_core_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "demo"],
+        [sys.executable, "-m", "demo.core"],
         cwd=tmp_path,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         capture_output=True,
