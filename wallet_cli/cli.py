@@ -890,13 +890,17 @@ def present(
     document = {"verifier": request.client_id, "answer": answer, "disclosed": summary.to_json()}
     if as_json:
         _emit_json(document)
-        return
-    typer.echo(
-        render.key_values(
-            [("verifier", request.client_id)]
-            + [(str(k), json_dumps(v) if not isinstance(v, str) else v) for k, v in answer.items()]
+    else:
+        typer.echo(
+            render.key_values(
+                [("verifier", request.client_id)]
+                + [(str(k), v if isinstance(v, str) else json_dumps(v)) for k, v in answer.items()]
+            )
         )
-    )
+    if result in ("invalid", "undetermined"):
+        # Sent, but not accepted: scripts must not take this for a success.
+        _info(f"civic-wallet: the verifier answered {result}")
+        raise typer.Exit(1)
 
 
 def _record_results(store: WalletStore, entries: list[Any], result: str) -> None:
