@@ -54,9 +54,11 @@ from verifier.db import (
     RETENTION,
     Writer,
     audit_table,
+    boot_id,
     create_engine,
     create_schema,
     requests_table,
+    void_nonces_after_reboot,
 )
 from verifier.oid4vp import (
     ID_BYTES,
@@ -118,6 +120,13 @@ def build_services(
     )
     create_schema(engine)
     writer = Writer(engine)
+    current_boot = boot_id()
+    if engine.dialect.name == "sqlite" and current_boot is not None:
+        writer.run(
+            lambda connection: void_nonces_after_reboot(
+                connection, current_boot=current_boot, now=now()
+            )
+        )
     replay: ReplayStore
     if settings.redis_url:
         replay = RedisReplayStore.from_url(

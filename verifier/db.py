@@ -8,21 +8,32 @@
 - ``verifier_audit``: one row per verdict: time, kind, policy, result, reason codes, vct and
   issuer identifiers, checkpoint size. Never a claim value.
 
-SQLite (WAL, ``synchronous=FULL``) by default; PostgreSQL through ``DATABASE_URL`` for several
-replicas, optionally in a schema of its own (``schema``), which tests use to run isolated.
+- ``verifier_meta``: the boot id of the machine the database was last opened on (below).
+
+SQLite (WAL) by default; PostgreSQL through ``DATABASE_URL`` for several replicas, optionally
+in a schema of its own (``schema``), which tests use to run isolated.
+
+Durability on SQLite. A spent nonce must stay spent: were a spend lost, a captured
+presentation could be replayed inside the nonce's lifetime. ``synchronous=NORMAL`` in WAL mode
+loses no commit when a process crashes (the WAL is written before the commit returns; only
+its fsync is deferred to checkpoints); it can lose the last commits when the machine itself
+goes down. That loss is made harmless instead of paid for with an fsync per commit: the
+database remembers the boot id of the machine it was last opened on
+(``/proc/sys/kernel/random/boot_id``), and when a verifier starts after a reboot it marks every
+nonce not yet spent as spent (:func:`void_nonces_after_reboot`). Challenges shown before the
+reboot must be fetched again; nothing issued before it can be spent after it. Audit rows of
+the last moments before a power cut can be lost. Where the boot id cannot be read,
+``synchronous=FULL`` is kept.
 
 Writes go through a :class:`Writer`. On SQLite it is a group commit: one thread per process
 runs every queued write of the moment in one transaction and answers each caller only once
-that transaction is committed. A spent nonce must stay spent after a power cut (else a
-captured presentation could be replayed once the machine is back, inside the nonce's
-lifetime), so commits keep ``synchronous=FULL`` (WAL synced on every commit); batching is what
-pays for the fsync: one per batch instead of one (or two) per verification. The writer threads
-of all processes on one database file take turns on an ``flock`` of ``<database>-writer.lock``
-first: SQLite's own busy handler waits by sleeping (1 ms, 2 ms, 5 ms... up to 100 ms a round),
-a lock hands over the moment it is released. A write that fails makes its batch roll back;
-the batch is then run again one write per transaction, so a failure is reported only to its
-own caller. On PostgreSQL each write is simply its own transaction in the caller's thread (the
-server has its own group commit).
+that transaction is committed. The writer threads of all processes on one database file take
+turns on an ``flock`` of ``<database>-writer.lock`` first: SQLite's own busy handler waits by
+sleeping (1 ms, 2 ms, 5 ms... up to 100 ms a round), a lock hands over the moment it is
+released. A write that fails makes its batch roll back; the batch is then run again one write
+per transaction, so a failure is reported only to its own caller. On PostgreSQL each write is
+simply its own transaction in the caller's thread (the server syncs every commit, with its
+own group commit).
 """
 
 from __future__ import annotations
@@ -36,9 +47,23 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, Column, Connection, Engine, Integer, Table, Text, event, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    Table,
+    Text,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import create_engine as sa_create_engine
 from sqlmodel import Field, SQLModel
 
@@ -74,6 +99,13 @@ class NonceRow(SQLModel, table=True):
     used_at: int | None = Field(default=None, sa_column=Column(BigInteger))
 
 
+class MetaRow(SQLModel, table=True):
+    __tablename__ = "verifier_meta"
+
+    key: str = Field(sa_column=Column(Text, primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
 class AuditRow(SQLModel, table=True):
     __tablename__ = "verifier_audit"
 
@@ -106,7 +138,18 @@ def _table(model: type[SQLModel]) -> Table:
 requests_table = _table(RequestRow)
 nonces_table = _table(NonceRow)
 audit_table = _table(AuditRow)
-TABLES = (requests_table, nonces_table, audit_table)
+meta_table = _table(MetaRow)
+TABLES = (requests_table, nonces_table, audit_table, meta_table)
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str | None:
+    """This machine's boot id (Linux), new after every reboot; None where there is none."""
+    try:
+        value = BOOT_ID_FILE.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return value or None
 
 
 def normalise_url(url: str) -> str:
@@ -120,12 +163,13 @@ def create_engine(url: str, *, schema: str | None = None) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = sa_create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        synchronous = "NORMAL" if boot_id() is not None else "FULL"
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
@@ -149,6 +193,28 @@ def create_schema(engine: Engine) -> None:
             if schema is not None:
                 connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         SQLModel.metadata.create_all(connection, tables=list(TABLES))
+
+
+def void_nonces_after_reboot(connection: Connection, *, current_boot: str, now: int) -> int:
+    """When the database was last opened under another boot (or never), mark every nonce not
+    yet spent as spent, and remember this boot. Returns how many were voided."""
+    stored = connection.execute(
+        select(meta_table.c.value).where(meta_table.c.key == "boot_id")
+    ).scalar_one_or_none()
+    if stored == current_boot:
+        return 0
+    voided = connection.execute(
+        update(nonces_table).where(nonces_table.c.used_at.is_(None)).values(used_at=now)
+    ).rowcount
+    if stored is None:
+        connection.execute(insert(meta_table).values(key="boot_id", value=current_boot))
+    else:
+        connection.execute(
+            update(meta_table).where(meta_table.c.key == "boot_id").values(value=current_boot)
+        )
+    if voided:
+        log.warning("the machine rebooted: %d unspent nonces voided", voided)
+    return int(voided)
 
 
 # --- writes -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The verifier's database writes: SQLite group commit (verifier.db.Writer) under the replay
 store: a nonce is spent once whatever the concurrency, a failed write fails only its caller,
-and every answer comes after its commit."""
+and every answer comes after its commit; after a reboot no nonce issued before it is
+spendable (what makes ``synchronous=NORMAL`` safe)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,18 @@ import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+import verifier.db
 from civic.errors import ReasonCode, VerificationError
 from tests.services.registry_harness import wait_for
-from verifier.db import Writer, audit_table, create_engine, create_schema, nonces_table
+from verifier.db import (
+    Writer,
+    audit_table,
+    boot_id,
+    create_engine,
+    create_schema,
+    nonces_table,
+    void_nonces_after_reboot,
+)
 from verifier.replay import SqlReplayStore
 
 NOW = 1_800_000_000
@@ -163,3 +173,43 @@ def test_a_closed_writer_refuses_work(engine: Engine) -> None:
     with pytest.raises(RuntimeError):
         writer.run(lambda connection: connection.execute(insert(audit_table), _audit_row(2)))
     assert _count(engine, audit_table) == 1
+
+
+def _reboot(writer: Writer, boot: str, now: int) -> int:
+    return writer.run(
+        lambda connection: void_nonces_after_reboot(connection, current_boot=boot, now=now)
+    )
+
+
+def test_nonces_issued_before_a_reboot_are_void_after_it(writer: Writer) -> None:
+    store = SqlReplayStore(writer)
+    store.issue("before-any-boot-0123456789", now=NOW, ttl=300)
+    assert _reboot(writer, "boot-a", NOW) == 1  # first start: nothing known is trusted
+    store.issue_many(["kept-0123456789", "spent-0123456789"], now=NOW, ttl=300)
+    assert store.consume("spent-0123456789", now=NOW + 1) is True
+    # Another worker starting under the same boot changes nothing.
+    assert _reboot(writer, "boot-a", NOW + 2) == 0
+    assert store.consume("kept-0123456789", now=NOW + 3) is True
+    store.issue("pending-0123456789", now=NOW + 4, ttl=300)
+    # The machine went down: the pending nonce may have been spent in a lost commit.
+    assert _reboot(writer, "boot-b", NOW + 60) == 1
+    assert store.consume("pending-0123456789", now=NOW + 61) is False
+    store.issue("after-reboot-0123456789", now=NOW + 62, ttl=300)
+    assert store.consume("after-reboot-0123456789", now=NOW + 63) is True
+
+
+def test_sqlite_syncs_fully_where_reboots_cannot_be_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def synchronous(name: str) -> int:
+        engine = create_engine(f"sqlite:///{tmp_path / name}")
+        with engine.connect() as connection:
+            value = int(connection.exec_driver_sql("PRAGMA synchronous").scalar_one())
+        engine.dispose()
+        return value
+
+    if boot_id() is not None:
+        assert synchronous("normal.sqlite3") == 1  # NORMAL
+    monkeypatch.setattr(verifier.db, "BOOT_ID_FILE", tmp_path / "no-such-file")
+    assert boot_id() is None
+    assert synchronous("full.sqlite3") == 2  # FULL
