@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo up test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m demo
+
+# The same city as `make demo`, left running for a person to use until Ctrl-C.
+up: $(STAMP)
+	$(PY) -m demo up
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
