@@ -55,7 +55,14 @@ from issuer.oid4vci import (
     verify_key_proofs,
 )
 from issuer.settings import IssuerRuntime
-from issuer.statuslists import StatusListPublisher, insert_with_fresh_index, status_list_uri
+from issuer.statuslists import (
+    Allocation,
+    OpenList,
+    StatusListPublisher,
+    current_list,
+    insert_with_fresh_index,
+    status_list_uri,
+)
 from issuer.trust import Accreditation, KeyedSigner
 
 log = logging.getLogger("issuer.issuance")
@@ -203,56 +210,44 @@ class IssuanceFlow:
         code = request.pre_authorized_code
         access_token = new_secret(self.context.random)
 
-        def exchange(connection: Connection) -> str | _TxCodeFailure:
-            row = connection.execute(
-                select(
-                    db.offers.c.offer_id,
-                    db.offers.c.state,
-                    db.offers.c.code_expires_at,
-                    db.offers.c.tx_code_mac,
-                    db.offers.c.tx_code_failures,
-                )
-                .where(db.offers.c.code_sha256 == sha256(code))
-                .with_for_update()
-            ).first()
-            if row is None or row.state != OFFERED or row.code_expires_at <= now:
-                raise OAuthError(
-                    INVALID_GRANT,
-                    "the pre-authorized code is invalid, used or expired",
-                    reason=ReasonCode.UNAUTHORIZED,
-                )
+        def exchange(transaction: db.DriverTransaction) -> str | _TxCodeFailure:
+            row = transaction.one(_SELECT_OFFER_BY_CODE, {"code": sha256(code)})
+            if row is None:
+                raise _invalid_grant()
+            offer_id, state, code_expires_at, expected_mac, failures = row
+            if state != OFFERED or code_expires_at <= now:
+                raise _invalid_grant()
             if request.tx_code is None:
                 raise OAuthError(INVALID_REQUEST, "tx_code is required for this offer")
-            if not hmac.compare_digest(tx_code_mac(code, request.tx_code), row.tx_code_mac):
-                failures = int(row.tx_code_failures) + 1
+            if not hmac.compare_digest(tx_code_mac(code, request.tx_code), bytes(expected_mac)):
+                failures = int(failures) + 1
                 burned = failures >= self.settings.tx_code_max_attempts
-                values: dict[str, Any] = {"tx_code_failures": failures}
-                if burned:
-                    values.update(state=BURNED, claims=None)
-                connection.execute(
-                    update(db.offers).where(db.offers.c.offer_id == row.offer_id).values(**values)
+                transaction.execute(
+                    _BURN_OFFER if burned else _COUNT_TX_CODE_FAILURE,
+                    {"failures": failures, "burned": BURNED, "offer_id": offer_id},
                 )
                 log.info(
                     "offer %s: wrong tx_code (%d of %d)%s",
-                    row.offer_id,
+                    offer_id,
                     failures,
                     self.settings.tx_code_max_attempts,
                     ", offer burned" if burned else "",
                 )
                 return _TxCodeFailure(burned)
-            connection.execute(
-                update(db.offers)
-                .where(db.offers.c.offer_id == row.offer_id, db.offers.c.state == OFFERED)
-                .values(
-                    state=TOKEN_ISSUED,
-                    token_sha256=sha256(access_token),
-                    token_expires_at=now + self.settings.access_token_ttl,
-                )
+            transaction.execute(
+                _EXCHANGE_CODE,
+                {
+                    "token_issued": TOKEN_ISSUED,
+                    "token": sha256(access_token),
+                    "expires": now + self.settings.access_token_ttl,
+                    "offer_id": offer_id,
+                    "offered": OFFERED,
+                },
             )
-            log.info("offer %s: access token issued", row.offer_id)
-            return str(row.offer_id)
+            log.info("offer %s: access token issued", offer_id)
+            return str(offer_id)
 
-        outcome = db.run_write(self.context.engine, exchange)
+        outcome = db.run_driver_write(self.context.engine, exchange)
         if isinstance(outcome, _TxCodeFailure):
             raise OAuthError(
                 INVALID_GRANT,
@@ -273,43 +268,30 @@ class IssuanceFlow:
         now = self.context.now()
         value = new_secret(self.context.random, ID_BYTES)
 
-        def store(connection: Connection) -> None:
-            connection.execute(delete(db.nonces).where(db.nonces.c.expires_at <= now))
-            connection.execute(
-                db.nonces.insert().values(nonce=value, expires_at=now + self.settings.c_nonce_ttl)
+        def store(transaction: db.DriverTransaction) -> None:
+            transaction.execute(_DELETE_EXPIRED_NONCES, {"now": now})
+            transaction.execute(
+                _INSERT_NONCE, {"nonce": value, "expires_at": now + self.settings.c_nonce_ttl}
             )
 
-        db.run_write(self.context.engine, store)
+        db.run_driver_write(self.context.engine, store)
         return value
 
     # credential endpoint (section 8)
-
-    def _offer_for_token(self, token: str, now: int) -> Any:
-        with db.read_transaction(self.context.engine) as connection:
-            row = connection.execute(
-                select(
-                    db.offers.c.offer_id,
-                    db.offers.c.vct,
-                    db.offers.c.configuration_id,
-                    db.offers.c.state,
-                    db.offers.c.token_expires_at,
-                ).where(db.offers.c.token_sha256 == sha256(token))
-            ).first()
-        if row is None or row.state != TOKEN_ISSUED or (row.token_expires_at or 0) <= now:
-            raise OAuthError(
-                INVALID_TOKEN,
-                "the access token is invalid, used or expired",
-                reason=ReasonCode.EXPIRED,
-                status=401,
-            )
-        return row
 
     def credential(
         self, authorization: str | None, body: bytes, content_type: str | None
     ) -> dict[str, Any]:
         token = bearer_token(authorization)
         now = self.context.now()
-        offer = self._offer_for_token(token, now)
+        with db.driver_transaction(self.context.engine, write=False) as transaction:
+            row = transaction.one(_SELECT_OFFER_FOR_BEARER, {"token": sha256(token)})
+            current = current_list(transaction)
+        if row is None or row[3] != TOKEN_ISSUED or (row[4] or 0) <= now or row[5] is None:
+            raise _invalid_token()
+        offer = _TokenOffer(
+            offer_id=str(row[0]), vct=str(row[1]), configuration_id=str(row[2]), claims=row[5]
+        )
         profile = self.context.profile
         request = parse_credential_request(
             body,
@@ -345,13 +327,19 @@ class IssuanceFlow:
                 "the issuer cannot sign this credential type at the moment",
                 reason=error.reason,
             ) from None
+        claims: Mapping[str, Any] = json_loads_object(offer.claims, what="offer claims")
+        # Sign before the write transaction, at indices drawn from the current list: the
+        # write lock is then held for a few statements only. An index found taken inside the
+        # transaction is replaced there and that one copy signed again.
+        drafts = [
+            self._draft(offer, claims, proof, signer=signer, now=now, current=current)
+            for proof in proofs
+        ]
 
-        def issue(connection: Connection) -> list[tuple[str, str]]:
-            return self._issue(
-                connection, offer=offer, token=token, proofs=proofs, signer=signer, now=now
-            )
+        def deliver(transaction: db.DriverTransaction) -> list[str]:
+            return self._deliver(transaction, offer=offer, token=token, drafts=drafts, now=now)
 
-        issued = db.run_write(self.context.engine, issue)
+        issued = db.run_driver_write(self.context.engine, deliver)
         log.info(
             "offer %s: delivered %d credential(s) of %s signed by %s",
             offer.offer_id,
@@ -359,40 +347,67 @@ class IssuanceFlow:
             offer.vct,
             signer.kid,
         )
-        return credential_response([credential for _, credential in issued])
+        return credential_response(issued)
 
-    def _issue(
+    def _sign(self, draft: _Draft, allocation: Allocation) -> str:
+        reference = StatusReference(
+            allocation.index, status_list_uri(self.context.issuer_url, allocation.list_id)
+        )
+        return issue_credential(
+            issuer=self.context.issuer_url,
+            vct=draft.vct,
+            subject_claims=draft.claims,
+            signer=draft.signer,
+            kid=draft.signer.kid,
+            holder_key=draft.proof.holder_key,
+            lifetime=self.settings.credential_lifetime,
+            status=reference.to_claim(),
+            now=lambda: draft.issued_at,
+            random=self.context.random,
+        )
+
+    def _draft(
         self,
-        connection: Connection,
+        offer: _TokenOffer,
+        claims: Mapping[str, Any],
+        proof: KeyProof,
         *,
-        offer: Any,
-        token: str,
-        proofs: Sequence[KeyProof],
         signer: KeyedSigner,
         now: int,
-    ) -> list[tuple[str, str]]:
-        row = connection.execute(
-            select(db.offers.c.claims)
-            .where(
-                db.offers.c.offer_id == offer.offer_id,
-                db.offers.c.state == TOKEN_ISSUED,
-                db.offers.c.token_sha256 == sha256(token),
-                db.offers.c.token_expires_at > now,
-            )
-            .with_for_update()
-        ).first()
-        if row is None or row.claims is None:
-            raise OAuthError(
-                INVALID_TOKEN,
-                "the access token is invalid, used or expired",
-                reason=ReasonCode.EXPIRED,
-                status=401,
-            )
-        claims: Mapping[str, Any] = json_loads_object(row.claims, what="offer claims")
-        wanted = sorted({proof.nonce for proof in proofs})
-        consumed = connection.execute(
-            delete(db.nonces).where(db.nonces.c.nonce.in_(wanted), db.nonces.c.expires_at > now)
-        ).rowcount
+        current: OpenList | None,
+    ) -> _Draft:
+        draft = _Draft(vct=offer.vct, claims=claims, proof=proof, signer=signer, issued_at=now)
+        if current is not None:
+            draft.allocation = current.draw(self.context.random)
+            draft.credential = self._sign(draft, draft.allocation)
+        return draft
+
+    def _deliver(
+        self,
+        transaction: db.DriverTransaction,
+        *,
+        offer: _TokenOffer,
+        token: str,
+        drafts: Sequence[_Draft],
+        now: int,
+    ) -> list[str]:
+        """Spend the token and the nonces, record the credentials: all or nothing."""
+        delivered = transaction.execute(
+            _DELIVER_OFFER,
+            {
+                "delivered": DELIVERED,
+                "now": now,
+                "offer_id": offer.offer_id,
+                "token_issued": TOKEN_ISSUED,
+                "token": sha256(token),
+            },
+        )
+        if delivered != 1:
+            raise _invalid_token()
+        wanted = sorted({draft.proof.nonce for draft in drafts})
+        consumed = sum(
+            transaction.execute(_CONSUME_NONCE, {"nonce": nonce, "now": now}) for nonce in wanted
+        )
         if consumed != len(wanted):
             # Raising rolls the deletions back: a request with one stale nonce uses up none.
             raise OAuthError(
@@ -401,18 +416,17 @@ class IssuanceFlow:
                 reason=ReasonCode.KB_JWT_NONCE_REUSED,
             )
         lifetime = self.settings.credential_lifetime
-        issued: list[tuple[str, str]] = []
-        for proof in proofs:
-            credential_id = new_secret(self.context.random, ID_BYTES)
+        issued: list[str] = []
+        for draft in drafts:
             allocation = insert_with_fresh_index(
-                connection,
+                transaction,
                 {
-                    "credential_id": credential_id,
+                    "credential_id": new_secret(self.context.random, ID_BYTES),
                     "offer_id": offer.offer_id,
                     "vct": offer.vct,
-                    "kid": signer.kid,
+                    "kid": draft.signer.kid,
                     "status": 0,
-                    "holder_thumbprint": proof.holder_key.thumbprint(),
+                    "holder_thumbprint": draft.proof.holder_key.thumbprint(),
                     "issued_at": now,
                     "expires_at": now + lifetime,
                     "status_changed_at": None,
@@ -420,29 +434,87 @@ class IssuanceFlow:
                 list_size=self.settings.status_list_size,
                 now=now,
                 random=self.context.random,
+                preferred=draft.allocation,
             )
-            reference = StatusReference(
-                allocation.index, status_list_uri(self.context.issuer_url, allocation.list_id)
-            )
-            credential = issue_credential(
-                issuer=self.context.issuer_url,
-                vct=offer.vct,
-                subject_claims=claims,
-                signer=signer,
-                kid=signer.kid,
-                holder_key=proof.holder_key,
-                lifetime=lifetime,
-                status=reference.to_claim(),
-                now=lambda: now,
-                random=self.context.random,
-            )
-            issued.append((credential_id, credential))
-        connection.execute(
-            update(db.offers)
-            .where(db.offers.c.offer_id == offer.offer_id)
-            .values(state=DELIVERED, claims=None, delivered_at=now)
-        )
+            if allocation != draft.allocation or draft.credential is None:
+                draft.credential = self._sign(draft, allocation)
+            issued.append(draft.credential)
         return issued
+
+
+@dataclass
+class _TokenOffer:
+    offer_id: str
+    vct: str
+    configuration_id: str
+    claims: str
+
+    def __repr__(self) -> str:  # the claims are personal data
+        return f"_TokenOffer(offer_id={self.offer_id!r}, vct={self.vct!r})"
+
+
+@dataclass
+class _Draft:
+    """One copy of a credential on its way out: signed once its status index is known."""
+
+    vct: str
+    claims: Mapping[str, Any]
+    proof: KeyProof
+    signer: KeyedSigner
+    issued_at: int
+    allocation: Allocation | None = None
+    credential: str | None = None
+
+    def __repr__(self) -> str:  # the claims are personal data
+        return f"_Draft(vct={self.vct!r}, allocation={self.allocation!r})"
+
+
+def _invalid_grant() -> OAuthError:
+    return OAuthError(
+        INVALID_GRANT,
+        "the pre-authorized code is invalid, used or expired",
+        reason=ReasonCode.UNAUTHORIZED,
+    )
+
+
+def _invalid_token() -> OAuthError:
+    return OAuthError(
+        INVALID_TOKEN,
+        "the access token is invalid, used or expired",
+        reason=ReasonCode.EXPIRED,
+        status=401,
+    )
+
+
+_SELECT_OFFER_BY_CODE = (
+    "SELECT offer_id, state, code_expires_at, tx_code_mac, tx_code_failures"
+    " FROM {issuer_offers} WHERE code_sha256 = :code{for_update}"
+)
+_COUNT_TX_CODE_FAILURE = (
+    "UPDATE {issuer_offers} SET tx_code_failures = :failures WHERE offer_id = :offer_id"
+)
+_BURN_OFFER = (
+    "UPDATE {issuer_offers} SET tx_code_failures = :failures, state = :burned, claims = NULL"
+    " WHERE offer_id = :offer_id"
+)
+_EXCHANGE_CODE = (
+    "UPDATE {issuer_offers} SET state = :token_issued, token_sha256 = :token,"
+    " token_expires_at = :expires WHERE offer_id = :offer_id AND state = :offered"
+)
+_CONSUME_NONCE = "DELETE FROM {issuer_nonces} WHERE nonce = :nonce AND expires_at > :now"
+_DELETE_EXPIRED_NONCES = "DELETE FROM {issuer_nonces} WHERE expires_at <= :now"
+_INSERT_NONCE = "INSERT INTO {issuer_nonces} (nonce, expires_at) VALUES (:nonce, :expires_at)"
+_SELECT_OFFER_FOR_BEARER = (
+    "SELECT offer_id, vct, configuration_id, state, token_expires_at, claims"
+    " FROM {issuer_offers} WHERE token_sha256 = :token"
+)
+# The conditions of the SELECT above, again: the token may have been spent (or the offer
+# purged) since, by a concurrent request; exactly one of them sees a row change.
+_DELIVER_OFFER = (
+    "UPDATE {issuer_offers} SET state = :delivered, claims = NULL, delivered_at = :now"
+    " WHERE offer_id = :offer_id AND state = :token_issued AND token_sha256 = :token"
+    " AND token_expires_at > :now AND claims IS NOT NULL"
+)
 
 
 def require_accredited(context: IssuerContext, vct: str, now: int) -> KeyedSigner:

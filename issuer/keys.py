@@ -51,6 +51,10 @@ WEAK_PASSPHRASES: Final = frozenset(
 )
 _ARGON2 = nacl.pwhash.argon2id
 _MAX_KEY_FILE_BYTES = 16 * 1024
+_SELECT_ACTIVE_KEYS = (
+    "SELECT kid, key_file FROM {issuer_signing_keys} WHERE retired_at IS NULL"
+    " ORDER BY created_at DESC, kid"
+)
 
 
 def kid_for(public_key: PublicKey) -> str:
@@ -315,26 +319,26 @@ class KeyStore:
         ]
 
     def signers(self) -> list[FileKeySigner]:
-        """The keys not retired, newest first; files are read once per process."""
-        with db.read_transaction(self._engine) as connection:
-            rows = connection.execute(
-                select(db.signing_keys.c.kid, db.signing_keys.c.key_file)
-                .where(db.signing_keys.c.retired_at.is_(None))
-                .order_by(db.signing_keys.c.created_at.desc(), db.signing_keys.c.kid)
-            ).all()
+        """The keys not retired, newest first; files are read once per process.
+
+        The list itself is read on every call (one driver-level SELECT): a key retired or
+        added by another process counts from the next request on.
+        """
+        with db.driver_transaction(self._engine, write=False) as transaction:
+            rows = transaction.all(_SELECT_ACTIVE_KEYS)
         out: list[FileKeySigner] = []
         with self._lock:
-            for row in rows:
-                signer = self._loaded.get(row.kid)
+            for kid, key_file in rows:
+                signer = self._loaded.get(kid)
                 if signer is None:
                     signer = load_key_file(
-                        self._dir / Path(row.key_file).name, passphrase=self._passphrase
+                        self._dir / Path(key_file).name, passphrase=self._passphrase
                     )
-                    if signer.kid != row.kid:
+                    if signer.kid != kid:
                         raise UsageError(
                             ReasonCode.MALFORMED_JWK, "a key file does not hold the recorded key"
                         )
-                    self._loaded[row.kid] = signer
+                    self._loaded[kid] = signer
                 out.append(signer)
         return out
 

@@ -3,16 +3,19 @@
 - Allocation: each credential gets an index drawn uniformly at random from the current list,
   so that neighbouring indices say nothing about issuance order. The draw is stored as the
   credential row itself under the unique constraint ``(status_list_id, status_index)``; a
-  collision (with an earlier credential, or with a concurrent process on PostgreSQL) fails the
-  insert inside a savepoint and another index is drawn. Rows are never deleted, so an index is
-  never handed out twice. A list is closed once it is ``max_fill`` full (checked only after
-  repeated collisions, which are rare until then) and the next one is opened.
+  collision (with an earlier credential, or with a concurrent process on PostgreSQL) makes the
+  insert's ``ON CONFLICT DO NOTHING`` answer zero rows and another index is drawn. Rows are
+  never deleted, so an index is never handed out twice. The draw may happen before the write
+  transaction (the credential endpoint signs outside it); the insert is what decides. A list
+  is closed once it is ``max_fill`` full (checked only after repeated collisions, which are
+  rare until then) and the next one is opened.
 - Lists hold at least :data:`MIN_LIST_SIZE` entries (herd privacy, the draft's section 12.5),
   two bits each (valid / invalid / suspended, section 7.1).
 - Tokens (section 5.1): ``statuslist+jwt`` with ``sub``, ``iat``, ``exp`` and ``ttl``, served as
   ``application/statuslist+jwt`` with ``Cache-Control: max-age=<ttl>``. A signed token is
   cached per list and list ``version``; every status change bumps the version in the same
-  transaction, so the next fetch after a change re-signs.
+  transaction, so the next fetch after a change re-signs. The list is encoded and signed only
+  then, on a fetch: issuance itself never touches the 131,072-entry list.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from civic.clock import RandomBytes, random_below, system_random
 from civic.errors import ReasonCode, UsageError
@@ -81,76 +83,115 @@ class Allocation:
     index: int
 
 
-def _open_list(connection: Connection, size: int, now: int) -> int:
+@dataclass(frozen=True)
+class OpenList:
+    """The list new credentials are drawn into, and its size."""
+
+    list_id: int
+    size: int
+
+    def draw(self, random: RandomBytes = system_random) -> Allocation:
+        """A uniformly random index of this list (free or not: the insert decides)."""
+        return Allocation(self.list_id, random_below(self.size, random))
+
+
+_SELECT_OPEN_LIST = (
+    # "full" is a reserved word in PostgreSQL.
+    'SELECT list_id, size FROM {issuer_status_lists} WHERE "full" = :no ORDER BY list_id LIMIT 1'
+)
+_SELECT_HIGHEST_LIST = "SELECT MAX(list_id) FROM {issuer_status_lists}"
+_INSERT_LIST = (
+    'INSERT INTO {issuer_status_lists} (list_id, size, bits, "full", version, created_at)'
+    " VALUES (:list_id, :size, :bits, :no, 0, :now) ON CONFLICT (list_id) DO NOTHING"
+)
+_COUNT_LIST = "SELECT COUNT(*) FROM {issuer_credentials} WHERE status_list_id = :list_id"
+_CLOSE_LIST = 'UPDATE {issuer_status_lists} SET "full" = :yes WHERE list_id = :list_id'
+_CREDENTIAL_COLUMNS = (
+    "credential_id",
+    "offer_id",
+    "vct",
+    "kid",
+    "status",
+    "holder_thumbprint",
+    "issued_at",
+    "expires_at",
+    "status_changed_at",
+)
+# A taken index is no error: the conflict clause answers "0 rows", so neither database needs
+# a savepoint per attempt (PostgreSQL would otherwise abort the whole transaction).
+_INSERT_CREDENTIAL = (
+    "INSERT INTO {issuer_credentials} (credential_id, offer_id, vct, kid, status,"
+    " holder_thumbprint, issued_at, expires_at, status_changed_at, status_list_id, status_index)"
+    " VALUES (:credential_id, :offer_id, :vct, :kid, :status, :holder_thumbprint, :issued_at,"
+    " :expires_at, :status_changed_at, :status_list_id, :status_index)"
+    " ON CONFLICT (status_list_id, status_index) DO NOTHING"
+)
+
+
+def current_list(transaction: db.DriverTransaction) -> OpenList | None:
+    """The lowest list that is not full, if there is one."""
+    row = transaction.one(_SELECT_OPEN_LIST, {"no": False})
+    return None if row is None else OpenList(int(row[0]), int(row[1]))
+
+
+def open_list(transaction: db.DriverTransaction, size: int, now: int) -> OpenList:
     """The lowest list that is not full, opening a new one if none is."""
     while True:
-        row = connection.execute(
-            select(db.status_lists.c.list_id, db.status_lists.c.size)
-            .where(db.status_lists.c.full.is_(False))
-            .order_by(db.status_lists.c.list_id)
-            .limit(1)
-        ).first()
-        if row is not None:
-            return int(row.list_id)
-        highest = connection.execute(select(func.max(db.status_lists.c.list_id))).scalar()
-        list_id = int(highest or 0) + 1
-        try:
-            with connection.begin_nested():
-                connection.execute(
-                    insert(db.status_lists).values(
-                        list_id=list_id, size=size, bits=BITS, full=False, version=0, created_at=now
-                    )
-                )
-        except IntegrityError:
-            continue  # another process opened it first: use theirs
-        return list_id
+        current = current_list(transaction)
+        if current is not None:
+            return current
+        highest = transaction.one(_SELECT_HIGHEST_LIST)
+        list_id = int((highest[0] if highest is not None else None) or 0) + 1
+        opened = transaction.execute(
+            _INSERT_LIST, {"list_id": list_id, "size": size, "bits": BITS, "no": False, "now": now}
+        )
+        if opened == 1:
+            return OpenList(list_id, size)
+        # Another process opened it first: use theirs.
+
+
+def _try_insert(
+    transaction: db.DriverTransaction, credential: dict[str, Any], allocation: Allocation
+) -> bool:
+    params = {name: credential[name] for name in _CREDENTIAL_COLUMNS}
+    params["status_list_id"] = allocation.list_id
+    params["status_index"] = allocation.index
+    return transaction.execute(_INSERT_CREDENTIAL, params) == 1
 
 
 def insert_with_fresh_index(
-    connection: Connection,
+    transaction: db.DriverTransaction,
     credential: dict[str, Any],
     *,
     list_size: int,
     now: int,
     max_fill: float = DEFAULT_MAX_FILL,
     random: RandomBytes = system_random,
+    preferred: Allocation | None = None,
 ) -> Allocation:
-    """Insert the credential row ``credential`` (without list and index) at a random free index."""
-    list_id = _open_list(connection, list_size, now)
-    size = connection.execute(
-        select(db.status_lists.c.size).where(db.status_lists.c.list_id == list_id)
-    ).scalar_one()
+    """Insert the credential row ``credential`` (without list and index) at a random free index.
+
+    ``preferred`` is an index drawn (and maybe already signed into a credential) before the
+    transaction; it is used when still free, and the caller re-signs when the answer differs.
+    """
     collisions = 0
+    if preferred is not None:
+        if _try_insert(transaction, credential, preferred):
+            return preferred
+        collisions = 1
+    current = open_list(transaction, list_size, now)
     for _ in range(MAX_ATTEMPTS):
-        index = random_below(int(size), random)
-        try:
-            with connection.begin_nested():
-                connection.execute(
-                    insert(db.credentials).values(
-                        **credential, status_list_id=list_id, status_index=index
-                    )
-                )
-        except IntegrityError:
-            collisions += 1
-            if collisions >= COLLISIONS_BEFORE_COUNT:
-                collisions = 0
-                allocated = connection.execute(
-                    select(func.count())
-                    .select_from(db.credentials)
-                    .where(db.credentials.c.status_list_id == list_id)
-                ).scalar_one()
-                if is_full(int(allocated), int(size), max_fill):
-                    connection.execute(
-                        update(db.status_lists)
-                        .where(db.status_lists.c.list_id == list_id)
-                        .values(full=True)
-                    )
-                    list_id = _open_list(connection, list_size, now)
-                    size = connection.execute(
-                        select(db.status_lists.c.size).where(db.status_lists.c.list_id == list_id)
-                    ).scalar_one()
-            continue
-        return Allocation(list_id, index)
+        allocation = current.draw(random)
+        if _try_insert(transaction, credential, allocation):
+            return allocation
+        collisions += 1
+        if collisions >= COLLISIONS_BEFORE_COUNT:
+            collisions = 0
+            counted = transaction.one(_COUNT_LIST, {"list_id": current.list_id})
+            allocated = int(counted[0]) if counted is not None else 0
+            if is_full(allocated, current.size, max_fill):
+                transaction.execute(_CLOSE_LIST, {"yes": True, "list_id": current.list_id})
+                current = open_list(transaction, list_size, now)
     raise UsageError(ReasonCode.STATUS_LIST_TOO_LARGE, "no free status index found")
 
 

@@ -53,8 +53,8 @@ for n in range(int(count)):
         "kid": "k", "status": 0, "holder_thumbprint": "t", "issued_at": 1, "expires_at": 2,
         "status_changed_at": None,
     }
-    allocation = db.run_write(
-        engine, lambda c: insert_with_fresh_index(c, row, list_size=512, now=1)
+    allocation = db.run_driver_write(
+        engine, lambda t: insert_with_fresh_index(t, row, list_size=512, now=1)
     )
     out.append([allocation.list_id, allocation.index])
 print(json.dumps(out), flush=True)

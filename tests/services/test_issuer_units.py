@@ -501,9 +501,9 @@ def test_allocation_never_repeats_and_moves_to_a_new_list(tmp_path: Path) -> Non
     allocations = []
     for n in range(300):
         allocations.append(
-            db.run_write(
+            db.run_driver_write(
                 engine,
-                lambda c, n=n: insert_with_fresh_index(c, _credential(n), list_size=256, now=NOW),
+                lambda t, n=n: insert_with_fresh_index(t, _credential(n), list_size=256, now=NOW),
             )
         )
     pairs = {(a.list_id, a.index) for a in allocations}
@@ -539,13 +539,13 @@ def test_allocation_uses_the_random_source(tmp_path: Path) -> None:
     def random(n: int) -> bytes:
         return next(draws).to_bytes(n, "big")
 
-    first = db.run_write(
+    first = db.run_driver_write(
         engine,
-        lambda c: insert_with_fresh_index(c, _credential(1), list_size=256, now=NOW, random=random),
+        lambda t: insert_with_fresh_index(t, _credential(1), list_size=256, now=NOW, random=random),
     )
-    second = db.run_write(
+    second = db.run_driver_write(
         engine,
-        lambda c: insert_with_fresh_index(c, _credential(2), list_size=256, now=NOW, random=random),
+        lambda t: insert_with_fresh_index(t, _credential(2), list_size=256, now=NOW, random=random),
     )
     assert (first.index, second.index) == (5, 9)  # the second draw of 5 collided
 
