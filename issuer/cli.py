@@ -5,8 +5,9 @@ Commands:
 - ``init``: create the data directory, the database tables and the first signing key (plain
   0600 JWK file, or sealed when a key passphrase is configured), and print what the registry
   needs to accredit it (``--accredit`` posts it directly with governance key files).
-- ``serve``: run the issuer (uvicorn), trusting the registry at ``registry_url`` with the
-  relying-party ``trust-config.json``.
+- ``serve``: run the issuer (uvicorn; ``--workers N`` processes on one port, see
+  :mod:`issuer.server`), trusting the registry at ``registry_url`` with the relying-party
+  ``trust-config.json``.
 - ``create-api-key``: a staff API key scoped to credential types; printed once.
 - ``offer``: create an offer through the admin API (for staff scripts): prints the offer URI
   and the transaction code, writes the QR code PNG with ``--qr-out``.
@@ -34,16 +35,15 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
-import uvicorn
 
 from civic.clock import system_clock
 from civic.encoding import b64std_decode, json_dumps, json_loads_object
 from civic.errors import CivicError
 from civic.jose import PrivateKey, Signer
 from civic.trust import new_event, sign_event
-from issuer import db
+from issuer import db, server
 from issuer.admin import create_api_key
-from issuer.app import build_context, create_app, registry_trust
+from issuer.app import registry_trust
 from issuer.keys import FileKeySigner, KeyStore
 from issuer.settings import IssuerRuntime, IssuerSettings, load_runtime
 from registry.client import RegistryClient
@@ -265,6 +265,10 @@ def serve(
     issuer_url: IssuerUrl = None,
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes sharing the port (default: CIVIC_ISSUER_WORKERS, 1)."),
+    ] = None,
 ) -> None:
     """Run the issuer HTTP service."""
     extra: dict[str, Any] = {}
@@ -272,13 +276,20 @@ def serve(
         extra["host"] = host
     if port is not None:
         extra["port"] = port
+    if workers is not None:
+        extra["workers"] = workers
     runtime = _runtime(data_dir, issuer_url, **extra)
     settings = runtime.settings
-    context = _run(lambda: build_context(runtime, trust=registry_trust(runtime)))
-    typer.echo(f"serving {runtime.issuer_url} on http://{settings.host}:{settings.port}", err=True)
-    # The access log would print offer references (bearer secrets) in paths; the app logs
-    # requests by route template instead.
-    uvicorn.run(create_app(context), host=settings.host, port=settings.port, access_log=False)
+    # Checked here, once, so that a missing trust config stops the command before any worker.
+    _run(lambda: registry_trust(runtime))
+    typer.echo(
+        f"serving {runtime.issuer_url} on http://{settings.host}:{settings.port}"
+        f" with {settings.workers} worker(s)",
+        err=True,
+    )
+    status = _run(lambda: server.serve(settings, workers=settings.workers))
+    if status != 0:
+        _fail("a worker process stopped; the service is down")
 
 
 @app.command("create-api-key")

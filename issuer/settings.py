@@ -89,6 +89,8 @@ class IssuerSettings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     host: str = "127.0.0.1"
     port: int = 8600
+    workers: int = 1
+    """Server processes sharing the port (``civic-issuer serve``)."""
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -198,6 +200,8 @@ def load_runtime(settings: IssuerSettings) -> IssuerRuntime:
         raise SettingsError("status_list_lifetime must exceed status_list_ttl")
     if settings.trust_max_age_seconds < settings.trust_refresh_seconds:
         raise SettingsError("trust_max_age_seconds must be at least trust_refresh_seconds")
+    if not 1 <= settings.workers <= 64:
+        raise SettingsError("workers must be between 1 and 64")
     if settings.max_body_bytes < 4096:
         raise SettingsError("max_body_bytes must be at least 4096")
     return IssuerRuntime(

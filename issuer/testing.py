@@ -25,6 +25,7 @@ from issuer import db
 from issuer.admin import create_api_key
 from issuer.app import build_context, create_app
 from issuer.keys import FileKeySigner, KeyStore
+from issuer.server import listening_socket
 from issuer.settings import IssuerSettings, load_runtime
 from issuer.trust import RegistryTrust
 
@@ -37,11 +38,8 @@ class ServerThread:
     """
 
     def __init__(self, *, host: str = "127.0.0.1", startup_timeout: float = 10.0) -> None:
-        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for
-        # sockets that say so; without it every response waits on a delayed ACK (~40 ms).
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, 0))
+        # TCP_NODELAY on accepted connections: see issuer.server.listening_socket.
+        self._socket = listening_socket(host, 0)
         self.host = host
         self.port = int(self._socket.getsockname()[1])
         self._timeout = startup_timeout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -343,7 +344,8 @@ def test_rotate_key_without_posting_prints_the_events(tmp_path: Path) -> None:
     assert "trust authority" in result.stderr
 
 
-def test_serve_runs_the_service(tmp_path: Path, registry: Registry) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_the_service(tmp_path: Path, registry: Registry, workers: int) -> None:
     data_dir = tmp_path / "issuer"
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
@@ -355,8 +357,9 @@ def test_serve_runs_the_service(tmp_path: Path, registry: Registry) -> None:
         "CIVIC_ISSUER_ISSUER_URL": url,
         "CIVIC_ISSUER_REGISTRY_URL": registry.url,
     }
+    command = ["serve", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
-        [sys.executable, "-c", "from issuer.cli import app; app()", "serve", "--port", str(port)],
+        [sys.executable, "-c", "from issuer.cli import app; app()", *command],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -364,7 +367,7 @@ def test_serve_runs_the_service(tmp_path: Path, registry: Registry) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
             try:
                 if httpx.get(url + "/healthz", timeout=1).status_code == 200:
@@ -374,9 +377,14 @@ def test_serve_runs_the_service(tmp_path: Path, registry: Registry) -> None:
             assert process.poll() is None, process.communicate()[1]
             assert time.monotonic() < deadline, "civic-issuer serve did not start"
             time.sleep(0.1)
-        metadata = httpx.get(url + "/.well-known/openid-credential-issuer", timeout=5).json()
-        assert metadata["credential_issuer"] == url
+        # Fresh connections, spread by the kernel over the workers: every one answers alike.
+        for _ in range(4 * workers):
+            metadata = httpx.get(url + "/.well-known/openid-credential-issuer", timeout=5).json()
+            assert metadata["credential_issuer"] == url
     finally:
         process.terminate()
-        _, err = process.communicate(timeout=20)
+        _, err = process.communicate(timeout=40)
+    # A clean stop: exit 0, or (one process) uvicorn re-raising the SIGTERM it handled.
+    assert process.returncode in (0, -signal.SIGTERM), err
     assert f"serving {url}" in err
+    assert f"with {workers} worker(s)" in err
