@@ -96,8 +96,10 @@ class Narrator:
         result, reason = verdict["result"], verdict.get("reason")
         self.say(f"VERDICT: {result}" + (f" ({reason})" if reason else ""))
         checks = verdict.get("checks", [])
-        passed = sum(1 for check in checks if check["outcome"] == "passed")
-        self.say(f"{passed} of {len(checks)} checks passed", 6)
+        counts = {outcome: 0 for outcome in ("passed", "failed", "undetermined", "skipped")}
+        for check in checks:
+            counts[check["outcome"]] = counts.get(check["outcome"], 0) + 1
+        self.say(", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n) + " checks", 6)
         for check in checks:
             if check["outcome"] in ("failed", "undetermined"):
                 where = f" [{check['credential']}]" if check.get("credential") else ""
@@ -232,7 +234,7 @@ def _present_online(
 ) -> dict[str, Any]:
     created = city.request(policy)
     narrator.say(f"staff: request {created['id'][:10]}… shown as a QR: {created['uri'][:56]}…")
-    answer = wallet.run("present", created["uri"], "--yes")
+    answer = wallet.run("present", created["uri"], "--yes", exit_codes=(0, 1))
     if show_consent:
         narrator.say("wallet checks the signed request against the registry and asks for consent:")
         narrator.say(answer.messages.strip(), 6)
@@ -240,6 +242,7 @@ def _present_online(
         narrator.say("wallet checks the request and shows the same consent screen as before")
     narrator.say(
         f"wallet: sent (--yes); the verifier answered {json_dumps(answer.document['answer'])}"
+        f" (civic-wallet exit status {answer.exit_status})"
     )
     status = city.request_status(created["id"])
     verdict: dict[str, Any] = status["verdict"]

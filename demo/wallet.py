@@ -35,6 +35,7 @@ def wallet_command() -> list[str]:
 class Answer:
     document: dict[str, Any]
     messages: str
+    exit_status: int
 
 
 @dataclass
@@ -51,7 +52,9 @@ class WalletCli:
             "CIVIC_WALLET_LANG": "en",
         }
 
-    def run(self, *args: str) -> Answer:
+    def run(self, *args: str, exit_codes: tuple[int, ...] = (0,)) -> Answer:
+        """Run ``civic-wallet <args> --json``; an exit status outside ``exit_codes`` stops the
+        demo (``present`` exits 1, with its JSON answer, when the verifier says invalid)."""
         argv = [*wallet_command(), *args, "--json"]
         try:
             done = subprocess.run(  # noqa: S603 -- the wallet CLI, arguments built here
@@ -66,7 +69,7 @@ class WalletCli:
             )
         except subprocess.TimeoutExpired:
             raise DemoError(f"civic-wallet {args[0]} did not finish in {TIMEOUT} s") from None
-        if done.returncode != 0:
+        if done.returncode not in exit_codes:
             raise DemoError(
                 f"civic-wallet {args[0]} failed (exit {done.returncode}): {done.stderr.strip()}"
             )
@@ -74,4 +77,4 @@ class WalletCli:
             document = json_loads_object(done.stdout.strip().splitlines()[-1])
         except (IndexError, CivicError) as error:
             raise DemoError(f"civic-wallet {args[0]} printed no JSON: {error}") from None
-        return Answer(document, done.stderr)
+        return Answer(document, done.stderr, done.returncode)

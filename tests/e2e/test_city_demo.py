@@ -110,8 +110,11 @@ def test_the_city_demo_runs_and_explains_every_verdict(tmp_path: Path) -> None:
     # Claims the policy did not ask for were never disclosed.
     assert "Dose number: 3" in out
     assert "birth" not in out.lower()
-    reported = float(re.search(r"City demo finished in ([\d.]+) s", out).group(1))  # type: ignore[union-attr]
-    assert reported <= elapsed
+    # The time is measured and printed (the budget is 60 s after install; a loaded test
+    # machine may be slower, so the test does not enforce it).
+    finished = re.search(r"City demo finished in ([\d.]+) s \((within|OVER) the 60 s budget\)", out)
+    assert finished, out[-500:]
+    assert float(finished.group(1)) <= elapsed
     _assert_nothing_left(out)
 
 
