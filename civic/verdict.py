@@ -44,6 +44,7 @@ verdict is not ``invalid``; ``repr`` never shows them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -74,7 +75,13 @@ from civic.sdjwtvc import (
     check_vc_disclosures,
     credential_header,
 )
-from civic.statuslist import Status, parse_status_claim, status_of, verify_status_list_token
+from civic.statuslist import (
+    Status,
+    VerifiedStatusList,
+    parse_status_claim,
+    status_of,
+    verify_status_list_token,
+)
 
 DEFAULT_SKEW = 60
 
@@ -165,6 +172,42 @@ class SnapshotTrust:
         self, issuer: str, kid: str, vct: str, issued_at: int | None, now: int
     ) -> AccreditedKey:
         return self.snapshot.state.check_issuer_key(issuer, kid, vct, issued_at, now)
+
+
+class StatusListCache:
+    """Status List Tokens already verified, so that the same token is not verified again for
+    every credential that points at it (its signature, claims and list decoding cost more than
+    all of a presentation's other checks but the two signatures).
+
+    An entry is keyed by everything its verification depended on (the token text, the key's
+    algorithm and bytes, the expected URI, the skew) and reused only at a time not before the
+    one it was verified at, where the checks that ``now`` decides still hold, all but ``exp``,
+    which is checked again. Anything else verifies the token from scratch, failures included
+    (they are never cached). At most ``max_entries`` tokens are kept, the oldest dropped first.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._max_entries = max_entries
+        self._entries: dict[tuple[str, str, bytes, str, int], tuple[int, VerifiedStatusList]] = {}
+        self._lock = threading.Lock()
+
+    def verify(
+        self, token: str, *, key: PublicKey, expected_uri: str, now: int, skew: int
+    ) -> VerifiedStatusList:
+        entry_key = (token, key.alg, key.raw, expected_uri, skew)
+        entry = self._entries.get(entry_key)
+        if entry is not None:
+            verified_at, verified = entry
+            if verified_at <= now and (verified.exp is None or now - skew < verified.exp):
+                return verified
+        verified = verify_status_list_token(
+            token, key=key, expected_uri=expected_uri, now=lambda: now, skew=skew
+        )
+        with self._lock:
+            if len(self._entries) >= self._max_entries:
+                del self._entries[next(iter(self._entries))]
+            self._entries[entry_key] = (now, verified)
+        return verified
 
 
 # --- the verdict ----------------------------------------------------------------------------------
@@ -319,6 +362,7 @@ class _Run:
     consume: _ConsumeOnce | None
     now: int
     skew: int
+    status_cache: StatusListCache | None = None
     stale: bool = False
     halted: bool = False
     checks: list[Check] = field(default_factory=list)
@@ -450,13 +494,22 @@ class _Run:
             return
         try:
             token = self.status.fetch(reference.uri)
-            verified = verify_status_list_token(
-                token,
-                key=key.public_key,
-                expected_uri=reference.uri,
-                now=lambda: self.now,
-                skew=self.skew,
-            )
+            if self.status_cache is not None:
+                verified = self.status_cache.verify(
+                    token,
+                    key=key.public_key,
+                    expected_uri=reference.uri,
+                    now=self.now,
+                    skew=self.skew,
+                )
+            else:
+                verified = verify_status_list_token(
+                    token,
+                    key=key.public_key,
+                    expected_uri=reference.uri,
+                    now=lambda: self.now,
+                    skew=self.skew,
+                )
         except CivicError as error:
             # A list that cannot be had or does not verify leaves the status unknown: not the
             # holder's fault, and never a reason to say valid.
@@ -612,6 +665,7 @@ def _new_run(
     consume_nonce: Callable[[str], bool] | None,
     now: int,
     skew: int,
+    status_cache: StatusListCache | None,
 ) -> _Run:
     return _Run(
         policy=policy,
@@ -622,6 +676,7 @@ def _new_run(
         consume=_ConsumeOnce(consume_nonce) if consume_nonce is not None else None,
         now=now,
         skew=skew,
+        status_cache=status_cache,
     )
 
 
@@ -636,6 +691,7 @@ def verify_presentations(
     consume_nonce: Callable[[str], bool] | None,
     now: int,
     skew: int = DEFAULT_SKEW,
+    status_cache: StatusListCache | None = None,
 ) -> Verdict:
     """Verify presentations shown offline (scanned QR text, packed or raw SD-JWT+KB), one per
     credential the policy asks for, matched to its credential queries by ``vct``."""
@@ -648,6 +704,7 @@ def verify_presentations(
         consume_nonce=consume_nonce,
         now=now,
         skew=skew,
+        status_cache=status_cache,
     )
     error: CivicError | None = None
     items: list[tuple[str | None, str]] = []
@@ -674,6 +731,7 @@ def verify_presentation(
     consume_nonce: Callable[[str], bool] | None,
     now: int,
     skew: int = DEFAULT_SKEW,
+    status_cache: StatusListCache | None = None,
 ) -> Verdict:
     """Verify one presentation (offline QR text or raw SD-JWT+KB) against ``policy``."""
     return verify_presentations(
@@ -686,6 +744,7 @@ def verify_presentation(
         consume_nonce=consume_nonce,
         now=now,
         skew=skew,
+        status_cache=status_cache,
     )
 
 
@@ -723,6 +782,7 @@ def verify_vp_token(
     consume_nonce: Callable[[str], bool] | None,
     now: int,
     skew: int = DEFAULT_SKEW,
+    status_cache: StatusListCache | None = None,
 ) -> Verdict:
     """Verify an OpenID4VP ``vp_token`` (already JSON-decoded) answering ``policy.dcql()``."""
     run = _new_run(
@@ -734,6 +794,7 @@ def verify_vp_token(
         consume_nonce=consume_nonce,
         now=now,
         skew=skew,
+        status_cache=status_cache,
     )
     try:
         items = parse_vp_token(vp_token, policy)

@@ -24,6 +24,7 @@ from civic.verdict import (
     Outcome,
     Result,
     SnapshotTrust,
+    StatusListCache,
     Verdict,
     status_uri_within,
     verify_presentation,
@@ -98,6 +99,7 @@ class Counter:
         self.trust = StateTrust(city.state)
         self.status = DictStatus({STATUS_URI: city.status_token()})
         self.nonces = NonceBook()
+        self.status_cache: StatusListCache | None = None
 
     def verify(
         self,
@@ -118,6 +120,7 @@ class Counter:
             nonce=nonce,
             consume_nonce=consume or self.nonces,
             now=now,
+            status_cache=self.status_cache,
         )
 
 
@@ -717,6 +720,83 @@ def test_two_presentations_of_one_type_offline(city: City) -> None:
     )
 
 
+# --- verified status lists, cached ---------------------------------------------------------------
+
+
+def test_status_cache_reuses_a_token_until_it_expires(city: City) -> None:
+    cache = StatusListCache()
+    token = city.status_token(issued_at=NOW - 60, lifetime=3600)
+    key = city.agency.public_key
+    first = cache.verify(token, key=key, expected_uri=STATUS_URI, now=NOW, skew=60)
+    assert cache.verify(token, key=key, expected_uri=STATUS_URI, now=NOW + 600, skew=60) is first
+    with pytest.raises(VerificationError) as caught:
+        cache.verify(token, key=key, expected_uri=STATUS_URI, now=NOW - 60 + 3600 + 60, skew=60)
+    assert caught.value.reason is ReasonCode.STATUS_LIST_EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"key": "other"}, ReasonCode.STATUS_LIST_SIGNATURE_INVALID),
+        ({"expected_uri": STATUS_BASE + "/2"}, ReasonCode.STATUS_LIST_SUBJECT_MISMATCH),
+        # Earlier than it was verified at: the token was issued "in the future" then.
+        ({"now": NOW - 3600}, ReasonCode.IAT_IN_FUTURE),
+        ({"skew": 0, "now": NOW - 61}, ReasonCode.IAT_IN_FUTURE),
+        ({"token": "forged"}, ReasonCode.STATUS_LIST_SIGNATURE_INVALID),
+    ],
+)
+def test_status_cache_reuses_nothing_its_verification_did_not_cover(
+    city: City, change: dict[str, Any], reason: ReasonCode
+) -> None:
+    cache = StatusListCache()
+    token = city.status_token(issued_at=NOW - 60)
+    arguments: dict[str, Any] = {
+        "key": city.agency.public_key,
+        "expected_uri": STATUS_URI,
+        "now": NOW,
+        "skew": 60,
+    }
+    cache.verify(token, **arguments)
+    if change.get("key") == "other":
+        change = {"key": PrivateKey.generate().public_key}
+    if change.get("token") == "forged":
+        header, payload, signature = token.split(".")
+        forged = b64url_encode(bytes(64 - 1) + b64url_decode(signature)[-1:])
+        token, change = f"{header}.{payload}.{forged}", {}
+    with pytest.raises(VerificationError) as caught:
+        cache.verify(token, **{**arguments, **change})
+    assert caught.value.reason is reason
+
+
+def test_status_cache_keeps_at_most_its_size(city: City) -> None:
+    cache = StatusListCache(max_entries=2)
+    tokens = [city.status_token(issued_at=NOW - 60 - n) for n in range(3)]
+    key = city.agency.public_key
+
+    def verify(token: str) -> object:
+        return cache.verify(token, key=key, expected_uri=STATUS_URI, now=NOW, skew=60)
+
+    first = [verify(token) for token in tokens]
+    assert verify(tokens[2]) is first[2]
+    assert verify(tokens[1]) is first[1]
+    assert verify(tokens[0]) is not first[0]  # the oldest entry was dropped: verified afresh
+
+
+def test_verdicts_with_a_status_cache_see_a_newly_published_revocation() -> None:
+    city = City()
+    counter = Counter(city)
+    counter.status_cache = StatusListCache()
+    for n in range(2):
+        nonce = f"n-cache-{n}-0000000000"
+        verdict = counter.verify(city.present(city.issue(), nonce=nonce), nonce=nonce)
+        assert verdict.result is Result.VALID
+    city.status_lists[STATUS_URI].set(7, int(Status.INVALID))
+    counter.status.tokens[STATUS_URI] = city.status_token(issued_at=NOW - 30)
+    nonce = "n-cache-revoked-0000000000"
+    verdict = counter.verify(city.present(city.issue(), nonce=nonce), nonce=nonce)
+    assert_invalid(verdict, "status", ReasonCode.STATUS_INVALID)
+
+
 # --- the rules, as properties ---------------------------------------------------------------------
 
 
@@ -726,12 +806,14 @@ def test_two_presentations_of_one_type_offline(city: City) -> None:
     accept=st.booleans(),
     over_19=st.booleans(),
     revoked=st.booleans(),
+    cached=st.booleans(),
 )
 def test_result_rules(
-    stale: bool, reachable: bool, accept: bool, over_19: bool, revoked: bool
+    *, stale: bool, reachable: bool, accept: bool, over_19: bool, revoked: bool, cached: bool
 ) -> None:
     city = _CITY
     counter = Counter(city)
+    counter.status_cache = _STATUS_CACHE if cached else None
     counter.trust = StateTrust(city.state, stale=stale)
     if not reachable:
         counter.status = DictStatus({})
@@ -755,6 +837,7 @@ def test_result_rules(
 
 _CITY = City()
 _CITY.status_lists[STATUS_URI].set(1, int(Status.INVALID))
+_STATUS_CACHE = StatusListCache()  # shared by the examples, as by a verifier's requests
 
 
 # --- helpers --------------------------------------------------------------------------------------
