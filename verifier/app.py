@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,14 @@ from civic.encoding import b64std_decode, b64std_encode, json_dumps, json_loads,
 from civic.errors import CivicError, MalformedError, ReasonCode, UsageError, VerificationError
 from civic.policy import Policy
 from civic.qr import decode_png, render_png
-from civic.verdict import StatusFetcher, Verdict, rejected, verify_presentations, verify_vp_token
+from civic.verdict import (
+    StatusFetcher,
+    StatusListCache,
+    Verdict,
+    rejected,
+    verify_presentations,
+    verify_vp_token,
+)
 from verifier.db import (
     RETENTION,
     Writer,
@@ -94,6 +101,7 @@ class Services:
     trust: TrustProvider
     status: StatusFetcher
     now: Clock = system_clock
+    status_cache: StatusListCache = field(default_factory=StatusListCache)
 
     def close(self) -> None:
         self.trust.stop()
@@ -342,6 +350,7 @@ class Verifier:
                 consume_nonce=lambda nonce: self.s.replay.consume(nonce, now=now),
                 now=now,
                 skew=self.settings.clock_skew,
+                status_cache=self.s.status_cache,
             ),
         )
         answered = (
@@ -384,7 +393,20 @@ class Verifier:
                 checkpoint_size=self.s.trust.view().checkpoint_size,
             )
         else:
-            verdict = self._guarded(
+            return self._verify_and_spend(texts, policy, audience, nonce, now).to_json()
+        self.audit(verdict, kind="offline", request_id=None)
+        return verdict.to_json()
+
+    def _verify_and_spend(
+        self, texts: list[str], policy: Policy, audience: str, nonce: str, now: int
+    ) -> Verdict:
+        """The checklist runs first with the nonce taken as unspent; the nonce is then spent,
+        and the verdict audited, in one write. Should the nonce turn out spent already (or
+        unknown), the checklist runs again with that answer. So the verdict is always the one
+        an inline spend would have given, and the hot path writes once instead of twice."""
+
+        def run(consume: Callable[[str], bool]) -> Verdict:
+            return self._guarded(
                 policy,
                 now,
                 lambda: verify_presentations(
@@ -394,13 +416,54 @@ class Verifier:
                     policy=policy,
                     audience=audience,
                     nonce=nonce,
-                    consume_nonce=lambda value: self.s.replay.consume(value, now=now),
+                    consume_nonce=consume,
                     now=now,
                     skew=self.settings.clock_skew,
+                    status_cache=self.s.status_cache,
                 ),
             )
+
+        wanted: list[str] = []
+
+        def provisional(value: str) -> bool:
+            wanted.append(value)
+            return True
+
+        verdict = run(provisional)
+        if not wanted:  # the checklist stopped before the key binding's nonce
+            self.audit(verdict, kind="offline", request_id=None)
+            return verdict
+        failure: Exception | None = None
+        try:
+            spent = self._spend_and_audit(wanted[0], now, verdict)
+        except Exception as error:  # the re-run reports it, as an inline spend would have
+            failure, spent = error, False
+        if spent:
+            return verdict
+
+        def answer(_value: str) -> bool:
+            if failure is not None:
+                raise failure
+            return False
+
+        verdict = run(answer)
         self.audit(verdict, kind="offline", request_id=None)
-        return verdict.to_json()
+        return verdict
+
+    def _spend_and_audit(self, nonce: str, now: int, verdict: Verdict) -> bool:
+        row = _audit_row(verdict, kind="offline", request_id=None)
+        replay = self.s.replay
+        if isinstance(replay, SqlReplayStore):
+            spent = replay.consume(
+                nonce, now=now, also=lambda connection: connection.execute(_AUDIT_INSERT, row)
+            )
+        else:
+            spent = replay.consume(nonce, now=now)
+            if spent:
+                self.s.writer.run(lambda connection: connection.execute(_AUDIT_INSERT, row))
+        if spent:
+            _log_verdict(row)
+        return spent
 
     def _guarded(self, policy: Policy, now: int, verify: Callable[[], Verdict]) -> Verdict:
         try:
@@ -411,34 +474,40 @@ class Verifier:
             return rejected(policy.id, ReasonCode.MALFORMED_INPUT, now=now)
 
     def audit(self, verdict: Verdict, *, kind: str, request_id: str | None) -> None:
-        vcts = " ".join(sorted({c.vct for c in verdict.credentials if c.vct}))
-        issuers = " ".join(sorted({c.issuer for c in verdict.credentials if c.issuer}))
-        reasons = " ".join(reason.value for reason in verdict.reasons)
-        row = {
-            "at": verdict.verified_at,
-            "kind": kind,
-            "request_id": request_id,
-            "policy_id": verdict.policy_id,
-            "result": verdict.result.value,
-            "reasons": reasons,
-            "vct": vcts,
-            "issuer": issuers,
-            "checkpoint_size": verdict.checkpoint_size,
-        }
+        row = _audit_row(verdict, kind=kind, request_id=request_id)
         self.s.writer.run(lambda connection: connection.execute(_AUDIT_INSERT, row))
-        log.info(
-            "verdict %s kind=%s policy=%s reasons=%s vct=%s issuer=%s checkpoint=%s",
-            verdict.result.value,
-            kind,
-            verdict.policy_id,
-            reasons or "-",
-            vcts or "-",
-            issuers or "-",
-            verdict.checkpoint_size,
-        )
+        _log_verdict(row)
 
     def policies(self) -> list[dict[str, Any]]:
         return [policy.to_json() for policy in self.runtime.policies.values()]
+
+
+def _audit_row(verdict: Verdict, *, kind: str, request_id: str | None) -> dict[str, Any]:
+    """The audit table's row for ``verdict``: reason codes and identifiers, no claim value."""
+    return {
+        "at": verdict.verified_at,
+        "kind": kind,
+        "request_id": request_id,
+        "policy_id": verdict.policy_id,
+        "result": verdict.result.value,
+        "reasons": " ".join(reason.value for reason in verdict.reasons),
+        "vct": " ".join(sorted({c.vct for c in verdict.credentials if c.vct})),
+        "issuer": " ".join(sorted({c.issuer for c in verdict.credentials if c.issuer})),
+        "checkpoint_size": verdict.checkpoint_size,
+    }
+
+
+def _log_verdict(row: dict[str, Any]) -> None:
+    log.info(
+        "verdict %s kind=%s policy=%s reasons=%s vct=%s issuer=%s checkpoint=%s",
+        row["result"],
+        row["kind"],
+        row["policy_id"],
+        row["reasons"] or "-",
+        row["vct"] or "-",
+        row["issuer"] or "-",
+        row["checkpoint_size"],
+    )
 
 
 def _presentations(body: dict[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ DO NOTHING`` / ``SET NX``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -95,10 +96,26 @@ class SqlReplayStore:
 
         self._writer.run(write)
 
-    def consume(self, nonce: str, *, now: int, require_issued: bool = True) -> bool:
+    def consume(
+        self,
+        nonce: str,
+        *,
+        now: int,
+        require_issued: bool = True,
+        also: Callable[[Connection], object] | None = None,
+    ) -> bool:
+        """Spend ``nonce``; ``also`` runs in the same transaction when this call spent it (the
+        verdict's audit row, committed with the spend)."""
         if not require_issued:
             return self._writer.run(lambda connection: self._spend_unissued(connection, nonce, now))
-        outcome = self._writer.run(lambda connection: _spend(connection, nonce, now))
+
+        def write(connection: Connection) -> Literal["spent", "reused", "unknown"]:
+            outcome = _spend(connection, nonce, now)
+            if outcome == "spent" and also is not None:
+                also(connection)
+            return outcome
+
+        outcome = self._writer.run(write)
         if outcome == "unknown":
             raise _unknown()
         return outcome == "spent"

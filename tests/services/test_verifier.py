@@ -4,6 +4,7 @@ verification, staff authentication, size limits, status lists, trust, audit log.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,38 @@ def test_offline_qr_text_and_replay_to_the_same_counter(running: Running) -> Non
     assert verdict["credentials"][0]["claims"][0]["value"] is True
     replay = running.verify({"policy": "bar-entry", "nonce": nonce, "presentation": text}).json()
     assert (replay["result"], replay["reason"]) == ("invalid", "kb_jwt_nonce_reused")
+
+
+def test_one_presentation_sent_many_times_at_once_is_valid_once(running: Running) -> None:
+    city = running.deployment.city
+    nonce = running.challenge()
+    text = pack(city.present(city.issue(), nonce=nonce, at=city.now))
+    body = {"policy": "bar-entry", "nonce": nonce, "presentation": text}
+    with ThreadPoolExecutor(12) as pool:
+        verdicts = list(pool.map(lambda _: running.verify(body).json(), range(24)))
+    assert [v["result"] for v in verdicts].count("valid") == 1
+    assert all(
+        (v["result"], v["reason"]) == ("invalid", "kb_jwt_nonce_reused")
+        for v in verdicts
+        if v["result"] != "valid"
+    )
+    with running.services.engine.connect() as connection:
+        rows = connection.execute(select(audit_table.c.result)).scalars().all()
+    assert sorted(rows) == ["invalid"] * 23 + ["valid"]
+
+
+def test_a_failing_nonce_store_never_gives_valid(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> bool:
+        raise RuntimeError("database unavailable")
+
+    monkeypatch.setattr(running.services.replay, "consume", broken)
+    city = running.deployment.city
+    nonce = running.challenge()
+    text = city.present(city.issue(), nonce=nonce, at=city.now)
+    verdict = running.verify({"policy": "bar-entry", "nonce": nonce, "presentation": text}).json()
+    assert (verdict["result"], verdict["reason"]) == ("invalid", "malformed_input")
 
 
 def test_offline_qr_image(running: Running) -> None:
