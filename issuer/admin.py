@@ -234,10 +234,10 @@ class CreatedOffer:
     offer_uri: str
     tx_code: str
     expires_at: int
-    qr_png: bytes
+    qr_png: bytes | None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "offer_id": self.offer_id,
             "vct": self.vct,
             "credential_configuration_id": self.configuration_id,
@@ -245,8 +245,10 @@ class CreatedOffer:
             "credential_offer_url": self.offer_url,
             "tx_code": self.tx_code,
             "expires_at": self.expires_at,
-            "qr_png_base64": b64std_encode(self.qr_png),
         }
+        if self.qr_png is not None:
+            document["qr_png_base64"] = b64std_encode(self.qr_png)
+        return document
 
     def __repr__(self) -> str:
         return f"CreatedOffer(offer_id={self.offer_id!r}, vct={self.vct!r})"
@@ -259,7 +261,10 @@ def create_offer(
     vct: object,
     claims: object,
     evidence: Mapping[str, Any] | None = None,
+    render_qr: bool = True,
 ) -> CreatedOffer:
+    """Check and store an offer. ``render_qr=False`` skips the PNG (about 40 ms of pure-Python
+    QR encoding) for callers that hand the offer URI over some other way."""
     if not isinstance(vct, str):
         raise AdminError(400, "vct_unknown", "vct must be a string", ReasonCode.VCT_UNKNOWN)
     configuration = configuration_for_vct(context.profile.configurations, vct)
@@ -318,7 +323,7 @@ def create_offer(
         offer_uri=offer_uri,
         tx_code=tx_code,
         expires_at=expires_at,
-        qr_png=render_png(offer_uri),
+        qr_png=render_png(offer_uri) if render_qr else None,
     )
 
 

@@ -1,0 +1,578 @@
+"""Issuer figures (issue 4, "Benchmark"), all from one run, side by side with ACA-Py 0.12.8.
+
+1. Full issuance flows per second over HTTP: the wallet's token, nonce and credential requests
+   (its key proof signed in between) against ``civic-issuer serve --workers 2`` on 127.0.0.1
+   (SQLite in WAL mode; trust synced from a real registry service on loopback). The load
+   generator is bounded in count and time: CONCURRENCY threads, each an httpx client with a
+   kept-alive connection running whole flows one after another, until FLOWS flows are done or
+   FLOW_SECONDS have passed. Offers are created beforehand (staff work, not the wallet's flow).
+   Rate, p50 and p99 of the flow latency, and the CPU seconds the server processes and the
+   load generator used (one machine: they share its cores).
+2. The same flow in-process (``IssuanceFlow`` on SQLite, no HTTP): the issuer's own cost.
+3. Bulk signing in-process: residency SD-JWT VCs (every personal claim disclosable, decoys,
+   ``cnf`` from a fresh holder key, a status reference) signed with the issuer's registry-
+   accredited key, one after another on one core.
+4. The peer: ACA-Py 0.12.8's ``POST /wallet/sd-jwt/sign`` (no ledger, in-memory askar wallet,
+   started by ``bench/peers/acapy.sh``), the same claims made selectively disclosable, driven
+   by the same bounded thread pool. If it does not install or start, the report says so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from typer.testing import CliRunner
+
+from bench.harness import ops_per_second, write_report
+from civic.clock import system_clock
+from civic.credentials import RESIDENCY_VCT, get_type
+from civic.encoding import json_dumps, json_loads_object
+from civic.jose import PrivateKey, public_key_from_jwk, sign_jwt
+from civic.sdjwtvc import issue_credential, verify_credential
+from civic.statuslist import StatusReference
+from issuer import db
+from issuer.admin import ApiPrincipal, create_offer
+from issuer.app import build_context, registry_trust
+from issuer.cli import app as issuer_cli
+from issuer.issuance import IssuanceFlow, pre_authorized_code_for
+from issuer.oid4vci import PRE_AUTHORIZED_GRANT, PROOF_TYP
+from issuer.settings import IssuerSettings, load_runtime
+from issuer.statuslists import MIN_LIST_SIZE, status_list_uri
+from issuer.testing import free_loopback_port
+from registry.app import create_app as create_registry_app
+from registry.settings import RegistrySettings
+from registry.settings import load_runtime as load_registry_runtime
+from tests.services.registry_harness import ThreadServer, init_registry, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 2
+CONCURRENCY = 16
+FLOWS = 4000
+FLOW_SECONDS = 20.0
+WARMUP_FLOWS = 40
+IN_PROCESS_FLOWS = 300
+ACAPY_SIGNS = 400
+ACAPY_SECONDS = 20.0
+ACAPY_INSTALL_SECONDS = 900.0
+TARGET_FLOWS_PER_S = 500
+TARGET_SIGN_RATIO = 5.0
+REGISTERED = ("iss", "vct", "iat", "exp", "cnf", "status")
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its live children (from /proc; 0 where unreadable)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(child) for child in children]
+    except OSError:
+        pass
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+# --- the issuer under test -------------------------------------------------------------------
+
+
+@dataclass
+class IssuerUnderTest:
+    data_dir: Path
+    url: str
+    port: int
+    registry_url: str
+
+    def settings(self) -> IssuerSettings:
+        return IssuerSettings(
+            data_dir=self.data_dir, issuer_url=self.url, registry_url=self.registry_url
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "CIVIC_ISSUER_DATA_DIR": str(self.data_dir),
+            "CIVIC_ISSUER_ISSUER_URL": self.url,
+            "CIVIC_ISSUER_REGISTRY_URL": self.registry_url,
+        }
+
+
+@contextmanager
+def registry_and_issuer(workdir: Path) -> Iterator[IssuerUnderTest]:
+    """A registry service (thread) and an issuer data directory whose key it accredits."""
+    files = init_registry(workdir / "registry")
+    runtime = load_registry_runtime(RegistrySettings(data_dir=files.data_dir))
+    with ThreadServer(create_registry_app(runtime)) as registry:
+        port = free_loopback_port()
+        issuer = IssuerUnderTest(workdir / "issuer", f"http://127.0.0.1:{port}", port, registry.url)
+        governance: list[str] = []
+        for path in sorted(files.data_dir.glob("governance-key-*.jwk")):
+            governance += ["--governance-key", str(path)]
+        result = CliRunner().invoke(
+            issuer_cli,
+            [
+                "init",
+                "--data-dir",
+                str(issuer.data_dir),
+                "--issuer-url",
+                issuer.url,
+                "--accredit",
+                "--registry-token-file",
+                str(files.data_dir / "admin.token"),
+                *governance,
+            ],
+            env={"CIVIC_ISSUER_REGISTRY_URL": registry.url},
+        )
+        if result.exit_code != 0:
+            raise RuntimeError(f"civic-issuer init failed: {result.output}")
+        shutil.copy(files.data_dir / "trust-config.json", issuer.data_dir / "trust-config.json")
+        yield issuer
+
+
+def prepare_offers(issuer: IssuerUnderTest, count: int) -> list[tuple[str, str]]:
+    """``count`` residency offers as ``(pre-authorized code, tx_code)``, made in-process."""
+    runtime = load_runtime(issuer.settings())
+    context = build_context(runtime, trust=registry_trust(runtime))
+    db.create_schema(context.engine)
+    principal = ApiPrincipal("bench", frozenset(runtime.vcts))
+    claims = get_type(RESIDENCY_VCT).example_claims()
+    offers = []
+    for _ in range(count):
+        offer = create_offer(context, principal, vct=RESIDENCY_VCT, claims=claims, render_qr=False)
+        ref = offer.offer_url.rsplit("/", 1)[1]
+        offers.append((pre_authorized_code_for(ref), offer.tx_code))
+    context.engine.dispose()
+    return offers
+
+
+@contextmanager
+def serving(issuer: IssuerUnderTest, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+    command = [
+        sys.executable,
+        "-c",
+        "from issuer.cli import app; app()",
+        "serve",
+        "--port",
+        str(issuer.port),
+        "--workers",
+        str(workers),
+    ]
+    log = (issuer.data_dir / "serve.log").open("wb")
+    process = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
+        command, cwd=ROOT, env=issuer.env(), stdout=log, stderr=subprocess.STDOUT
+    )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError("civic-issuer serve exited: see serve.log")
+        try:
+            return httpx.get(issuer.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, 60, "civic-issuer serve to answer")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+# --- the wallet's side: one whole flow ---------------------------------------------------------
+
+
+def _credential_request(proof: str) -> dict[str, Any]:
+    return {"credential_configuration_id": "residency", "proofs": {"jwt": [proof]}}
+
+
+def wallet_flow(client: httpx.Client, issuer_url: str, code: str, tx_code: str) -> str:
+    """Token, nonce, proof, credential; returns the credential (raises on any refusal)."""
+    form = {"grant_type": PRE_AUTHORIZED_GRANT, "pre-authorized_code": code, "tx_code": tx_code}
+    token = client.post("/token", data=form)
+    token.raise_for_status()
+    access_token = token.json()["access_token"]
+    nonce = client.post("/nonce")
+    nonce.raise_for_status()
+    holder = PrivateKey.generate("EdDSA")
+    proof = sign_jwt(
+        {"typ": PROOF_TYP, "alg": "EdDSA", "jwk": holder.public_key.to_jwk()},
+        {"aud": issuer_url, "iat": system_clock(), "nonce": nonce.json()["c_nonce"]},
+        holder,
+    )
+    response = client.post(
+        "/credential",
+        content=json_dumps(
+            {"credential_configuration_id": "residency", "proofs": {"jwt": [proof]}}
+        ),
+        headers={"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"},
+    )
+    response.raise_for_status()
+    credential: str = response.json()["credentials"][0]["credential"]
+    return credential
+
+
+@dataclass
+class LoadResult:
+    done: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+    last: Any
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "completed": self.done,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 2),
+            "per_s": round(self.done / self.seconds, 1) if self.seconds else 0.0,
+            "p50_ms": round(1000 * _percentile(self.latencies, 0.5), 1) if self.done else None,
+            "p99_ms": round(1000 * _percentile(self.latencies, 0.99), 1) if self.done else None,
+        }
+
+
+def bounded_load(
+    base_url: str,
+    jobs: list[Any],
+    work: Callable[[httpx.Client, Any], Any],
+    *,
+    concurrency: int,
+    max_seconds: float,
+) -> LoadResult:
+    """Run ``work(client, job)`` for each job on ``concurrency`` threads, stopping early at
+    ``max_seconds``; every thread keeps one connection alive."""
+    pending = iter(jobs)
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+    last: list[Any] = [None]
+    started = time.perf_counter()
+    deadline = started + max_seconds
+
+    def run() -> None:
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            while time.perf_counter() < deadline:
+                with lock:
+                    job = next(pending, None)
+                if job is None:
+                    return
+                begun = time.perf_counter()
+                try:
+                    outcome = work(client, job)
+                except (httpx.HTTPError, KeyError, ValueError):
+                    with lock:
+                        errors[0] += 1
+                    continue
+                elapsed = time.perf_counter() - begun
+                with lock:
+                    latencies.append(elapsed)
+                    last[0] = outcome
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    return LoadResult(len(latencies), errors[0], seconds, latencies, last[0])
+
+
+def http_flows(issuer: IssuerUnderTest) -> dict[str, Any]:
+    offers = prepare_offers(issuer, WARMUP_FLOWS + FLOWS)
+    public_jwk = next((issuer.data_dir / "keys").glob("*.pub.jwk")).read_text()
+    with serving(issuer, WORKERS) as process:
+
+        def flow(client: httpx.Client, offer: tuple[str, str]) -> str:
+            return wallet_flow(client, issuer.url, *offer)
+
+        # Warm-up: registry sync, key files and first connections in both workers.
+        warm = bounded_load(
+            issuer.url, offers[:WARMUP_FLOWS], flow, concurrency=CONCURRENCY, max_seconds=60
+        )
+        if warm.errors or warm.done != WARMUP_FLOWS:
+            raise RuntimeError(f"warm-up flows failed ({warm.errors} errors)")
+        server_cpu, client_cpu = _cpu_seconds(process.pid), time.process_time()
+        result = bounded_load(
+            issuer.url,
+            offers[WARMUP_FLOWS:],
+            flow,
+            concurrency=CONCURRENCY,
+            max_seconds=FLOW_SECONDS,
+        )
+        server_cpu = _cpu_seconds(process.pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
+    # The last credential must verify under the issuer's key: the flows were real.
+    verify_credential(
+        result.last,
+        public_key_from_jwk(json_loads_object(public_jwk)),
+        key_binding=None,
+        now=system_clock,
+    )
+    return {
+        **result.summary(),
+        "workers": WORKERS,
+        "concurrency": CONCURRENCY,
+        "server_cpu_s": round(server_cpu, 2),
+        "load_generator_cpu_s": round(client_cpu, 2),
+        "server_cpu_ms_per_flow": round(1000 * server_cpu / result.done, 2)
+        if result.done
+        else None,
+        "requests_per_flow": 3,
+    }
+
+
+# --- in-process figures -----------------------------------------------------------------------
+
+
+def in_process_flow(issuer: IssuerUnderTest) -> dict[str, Any]:
+    """Token, nonce and credential through ``IssuanceFlow`` directly: no HTTP at all."""
+    offers = prepare_offers(issuer, IN_PROCESS_FLOWS)
+    runtime = load_runtime(issuer.settings())
+    context = build_context(runtime, trust=registry_trust(runtime))
+    flow = IssuanceFlow(context)
+    holder = PrivateKey.generate("EdDSA")
+    timings: list[float] = []
+    for code, tx_code in offers:
+        body = (
+            f"grant_type={PRE_AUTHORIZED_GRANT}&pre-authorized_code={code}&tx_code={tx_code}"
+        ).encode()
+        started = time.perf_counter()
+        token = flow.token(body, "application/x-www-form-urlencoded")["access_token"]
+        nonce = flow.nonce()
+        proof = sign_jwt(
+            {"typ": PROOF_TYP, "alg": "EdDSA", "jwk": holder.public_key.to_jwk()},
+            {"aud": issuer.url, "iat": system_clock(), "nonce": nonce},
+            holder,
+        )
+        request = json_dumps(
+            {"credential_configuration_id": "residency", "proofs": {"jwt": [proof]}}
+        )
+        flow.credential(f"Bearer {token}", request.encode(), "application/json")
+        timings.append(time.perf_counter() - started)
+    context.engine.dispose()
+    return {
+        "flows": len(timings),
+        "median_ms": round(1000 * statistics.median(timings[len(timings) // 5 :]), 2),
+        "note": "wallet proof signing included (about 0.05 ms)",
+    }
+
+
+def bulk_signing(issuer: IssuerUnderTest) -> dict[str, Any]:
+    runtime = load_runtime(issuer.settings())
+    context = build_context(runtime, trust=registry_trust(runtime))
+    now = system_clock()
+    signer = context.signer_for(RESIDENCY_VCT, now)  # the registry check, once per batch
+    claims = get_type(RESIDENCY_VCT).example_claims()
+    holders = [PrivateKey.generate("EdDSA").public_key for _ in range(64)]
+    position = [0]
+    status_uri = status_list_uri(runtime.issuer_url, 1)
+
+    def sign_one() -> str:
+        position[0] += 1
+        return issue_credential(
+            issuer=runtime.issuer_url,
+            vct=RESIDENCY_VCT,
+            subject_claims=claims,
+            signer=signer,
+            kid=signer.kid,
+            holder_key=holders[position[0] % len(holders)],
+            lifetime=runtime.settings.credential_lifetime,
+            status=StatusReference(position[0] % MIN_LIST_SIZE, status_uri).to_claim(),
+            now=lambda: now,
+        )
+
+    results = ops_per_second({"civic_issue_credential": sign_one}, rounds=7)
+    context.engine.dispose()
+    return {
+        **results["civic_issue_credential"],
+        "alg": signer.alg,
+        "credential_bytes": len(sign_one()),
+        "disclosures": sign_one().count("~") - 1,
+    }
+
+
+# --- the peer: ACA-Py 0.12.8 -----------------------------------------------------------------
+
+
+def _acapy_payload(did: str, holder: PrivateKey, now: int) -> dict[str, Any]:
+    claims = get_type(RESIDENCY_VCT).example_claims()
+    payload: dict[str, Any] = {
+        "iss": did,
+        "vct": RESIDENCY_VCT,
+        "iat": now,
+        "exp": now + 365 * 86400,
+        "cnf": {"jwk": holder.public_key.to_jwk()},
+        "status": {"status_list": {"idx": 5, "uri": "http://127.0.0.1/status/1"}},
+        **claims,
+    }
+    # ACA-Py discloses every path not listed: list the registered claims and their members.
+    non_sd: list[str] = []
+    for name in REGISTERED:
+        non_sd.append(name)
+        value = payload[name]
+        stack = [(name, value)]
+        while stack:
+            path, node = stack.pop()
+            if isinstance(node, dict):
+                for key, child in node.items():
+                    non_sd.append(f"{path}.{key}")
+                    stack.append((f"{path}.{key}", child))
+    return {"did": did, "headers": {"typ": "dc+sd-jwt"}, "payload": payload, "non_sd_list": non_sd}
+
+
+def acapy_signing(workdir: Path) -> dict[str, Any]:
+    script = ROOT / "bench" / "peers" / "acapy.sh"
+    bash = shutil.which("bash") or "/bin/bash"
+    try:
+        subprocess.run(  # noqa: S603 (our own script)
+            [bash, str(script), "install"],
+            cwd=ROOT,
+            check=True,
+            timeout=ACAPY_INSTALL_SECONDS,
+            capture_output=True,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
+        return {"started": False, "error": f"install failed: {type(error).__name__}"}
+    admin_port, port = free_loopback_port(), free_loopback_port()
+    admin = f"http://127.0.0.1:{admin_port}"
+    log_path = workdir / "acapy.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own script)
+            [bash, str(script), "start", str(admin_port), str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError("exited")
+            try:
+                return bool(httpx.get(admin + "/status/ready", timeout=1).json().get("ready"))
+            except (httpx.HTTPError, ValueError):
+                return False
+
+        try:
+            wait_for(ready, 90, "ACA-Py to start")
+        except (AssertionError, RuntimeError):
+            tail = log_path.read_text(errors="replace")[-500:]
+            return {"started": False, "error": "did not start", "log_tail": tail}
+        version = httpx.get(admin + "/status", timeout=10).json().get("version")
+        created = httpx.post(
+            admin + "/wallet/did/create",
+            json={"method": "key", "options": {"key_type": "ed25519"}},
+            timeout=30,
+        )
+        created.raise_for_status()
+        did = created.json()["result"]["did"]
+        body = _acapy_payload(did, PrivateKey.generate("EdDSA"), system_clock())
+        probe = httpx.post(admin + "/wallet/sd-jwt/sign", json=body, timeout=60)
+        probe.raise_for_status()
+        sd_jwt: str = probe.json()
+
+        def sign(client: httpx.Client, _job: int) -> int:
+            response = client.post("/wallet/sd-jwt/sign", json=body)
+            response.raise_for_status()
+            return len(response.content)
+
+        cpu = _cpu_seconds(process.pid)
+        result = bounded_load(
+            admin,
+            list(range(ACAPY_SIGNS)),
+            sign,
+            concurrency=CONCURRENCY,
+            max_seconds=ACAPY_SECONDS,
+        )
+        cpu = _cpu_seconds(process.pid) - cpu
+        return {
+            "started": True,
+            "version": version,
+            "endpoint": "POST /wallet/sd-jwt/sign",
+            "wallet": "askar, in memory (--wallet-name :memory:), --no-ledger",
+            "did": "did:key (Ed25519)",
+            "disclosures": sd_jwt.count("~") - 1,
+            **result.summary(),
+            "concurrency": CONCURRENCY,
+            "server_cpu_s": round(cpu, 2),
+        }
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        with registry_and_issuer(workdir) as issuer:
+            flows = http_flows(issuer)
+            in_process = in_process_flow(issuer)
+            signing = bulk_signing(issuer)
+        acapy = acapy_signing(workdir)
+    acapy_rate = acapy.get("per_s") if acapy.get("started") else None
+    sign_rate = signing["median_ops_per_s"]
+    report = {
+        "what": "issuer: full OpenID4VCI flows/s over HTTP (2 workers), in-process flow cost,"
+        " bulk SD-JWT VC signing/s in-process; ACA-Py 0.12.8 sd-jwt/sign in the same run",
+        "http_flows": flows,
+        "in_process_flow": in_process,
+        "bulk_signing": signing,
+        "acapy": acapy,
+        "ratios": {
+            "bulk_signing_vs_acapy_sign": round(sign_rate / acapy_rate, 1) if acapy_rate else None,
+            "http_flows_vs_acapy_sign": round(flows["per_s"] / acapy_rate, 1)
+            if acapy_rate
+            else None,
+        },
+        "targets": {
+            "http_flows.per_s": f">= {TARGET_FLOWS_PER_S}",
+            "ratios.bulk_signing_vs_acapy_sign": f">= {TARGET_SIGN_RATIO}",
+        },
+        "machine_note": "load generator, both workers and the peer share this machine's cores",
+    }
+    path = write_report("issuer", report)
+    print(
+        f"issuer flows over HTTP: {flows['per_s']}/s (p50 {flows['p50_ms']} ms,"
+        f" p99 {flows['p99_ms']} ms, {flows['errors']} errors);"
+        f" in-process flow {in_process['median_ms']} ms"
+    )
+    print(f"bulk signing: {sign_rate}/s; ACA-Py sd-jwt/sign: {acapy_rate or acapy}")
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
