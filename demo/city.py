@@ -348,16 +348,11 @@ def _port(url: str) -> str:
     return url.rsplit(":", 1)[1]
 
 
-def start_services(
-    supervisor: Supervisor,
-    root: Path,
-    *,
-    registry: Registry,
-    witnesses: list[Witness],
-    agencies: dict[str, Agency],
-    counters: Counters,
+def start_trust_anchor(
+    supervisor: Supervisor, root: Path, *, registry: Registry, witnesses: list[Witness]
 ) -> list[Service]:
-    """Start every service process; they are all started before any is waited for."""
+    """Start the witnesses and the registry, without waiting for them: they boot while the
+    agencies and the counter service are being set up."""
     registry_cli = command("civic-registry", "registry.cli")
     services = []
     for number, witness in enumerate(witnesses, 1):
@@ -385,6 +380,19 @@ def start_services(
     argv = [*registry_cli, "serve", "--data-dir", str(registry.data_dir)]
     argv += ["--port", _port(registry.url)]
     services.append(supervisor.start("registry", argv, env=env, url=registry.url, cwd=root))
+    return services
+
+
+def start_agencies(
+    supervisor: Supervisor,
+    root: Path,
+    *,
+    registry: Registry,
+    agencies: dict[str, Agency],
+    counters: Counters,
+) -> list[Service]:
+    """Start the issuers and the counter service, without waiting for them."""
+    services = []
     issuer_cli = command("civic-issuer", "issuer.cli")
     for agency in agencies.values():
         env = clean_environment(
