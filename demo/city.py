@@ -52,6 +52,14 @@ class AgencyProfile:
     def type_name(self) -> str:
         return get_type(self.vct).type_name("en")
 
+    def env(self) -> dict[str, str]:
+        """The issuer settings that make this agency (for every ``civic-issuer`` command)."""
+        return {
+            "CIVIC_ISSUER_VCTS": json_dumps([self.vct]),
+            "CIVIC_ISSUER_NAME_EN": self.name_en,
+            "CIVIC_ISSUER_NAME_KO": self.name_ko,
+        }
+
 
 AGENCIES = (
     AgencyProfile("district", "Mapo-gu District Office", "마포구청", RESIDENCY_VCT),
@@ -101,7 +109,6 @@ class Registry:
     url: str
     trust_config: Path
     governance_key_files: list[Path]
-    token_file: Path
     log_vkey: str
 
 
@@ -121,13 +128,6 @@ class Agency:
     kid: str
     public_jwk_file: Path
     api_key: str = field(repr=False)
-
-    def env(self) -> dict[str, str]:
-        return {
-            "CIVIC_ISSUER_VCTS": json_dumps([self.profile.vct]),
-            "CIVIC_ISSUER_NAME_EN": self.profile.name_en,
-            "CIVIC_ISSUER_NAME_KO": self.profile.name_ko,
-        }
 
 
 @dataclass
@@ -249,7 +249,6 @@ def init_registry(root: Path) -> Registry:
         url=f"http://127.0.0.1:{port}",
         trust_config=data_dir / "trust-config.json",
         governance_key_files=keys,
-        token_file=data_dir / "admin.token",
         log_vkey=str(created["log_vkey"]),
     )
 
@@ -279,11 +278,7 @@ def init_agency(root: Path, profile: AgencyProfile, registry: Registry) -> Agenc
 
     data_dir = root / f"issuer-{profile.slug}"
     url = f"http://127.0.0.1:{free_port()}"
-    env = {
-        "CIVIC_ISSUER_VCTS": json_dumps([profile.vct]),
-        "CIVIC_ISSUER_NAME_EN": profile.name_en,
-        "CIVIC_ISSUER_NAME_KO": profile.name_ko,
-    }
+    env = profile.env()
     created = run_cli_json(
         issuer_app, ["init", "--data-dir", str(data_dir), "--issuer-url", url], env
     )
@@ -397,7 +392,7 @@ def start_agencies(
     for agency in agencies.values():
         env = clean_environment(
             {
-                **agency.env(),
+                **agency.profile.env(),
                 "CIVIC_ISSUER_REGISTRY_URL": registry.url,
                 "CIVIC_ISSUER_TRUST_REFRESH_SECONDS": "1",
             }
