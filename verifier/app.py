@@ -30,12 +30,13 @@ with its reason codes, vct, issuer and time, never a claim value.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -84,6 +85,7 @@ from verifier.status import HttpStatusFetcher
 from verifier.trust import TrustProvider
 
 log = logging.getLogger("civic.verifier")
+T = TypeVar("T")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_PRESENTATIONS = 8
@@ -374,7 +376,7 @@ class Verifier:
             "qr_png": b64std_encode(render_png(json_dumps({"aud": audience, "nonce": nonce}))),
         }
 
-    def verify_offline(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _offline_request(self, body: dict[str, Any]) -> tuple[Policy, str, str]:
         policy = self.policy(body.get("policy"))
         nonce = body.get("nonce")
         if not isinstance(nonce, str) or not 16 <= len(nonce) <= 256:
@@ -382,85 +384,136 @@ class Verifier:
         audience = body.get("audience", self.runtime.client_id)
         if audience not in self.runtime.audiences:
             raise UsageError(ReasonCode.KB_JWT_AUD_MISMATCH, "not an audience of this verifier")
+        return policy, nonce, audience
+
+    def _unreadable(self, policy: Policy, error: CivicError, now: int) -> Verdict:
+        return rejected(
+            policy.id, error.reason, now=now, checkpoint_size=self.s.trust.view().checkpoint_size
+        )
+
+    def _checklist(
+        self,
+        texts: list[str],
+        request: tuple[Policy, str, str],
+        now: int,
+        consume: Callable[[str], bool],
+        status: StatusFetcher,
+    ) -> Verdict:
+        policy, nonce, audience = request
+        return self._guarded(
+            policy,
+            now,
+            lambda: verify_presentations(
+                texts,
+                trust=self.s.trust.view(),
+                status=status,
+                policy=policy,
+                audience=audience,
+                nonce=nonce,
+                consume_nonce=consume,
+                now=now,
+                skew=self.settings.clock_skew,
+                status_cache=self.s.status_cache,
+            ),
+        )
+
+    def verify_offline(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The verdict for ``POST /verify``, in a worker thread: any input, any stores.
+
+        The checklist runs first with the nonce taken as unspent; the nonce is then spent,
+        and the verdict audited, in one write. Should the nonce turn out spent already (or
+        unknown), the checklist runs again with that answer. So the verdict is always the one
+        an inline spend would have given, and the hot path writes once instead of twice."""
+        request = self._offline_request(body)
         now = self.s.now()
         try:
             texts = _presentations(body)
         except CivicError as error:
-            verdict = rejected(
-                policy.id,
-                error.reason,
-                now=now,
-                checkpoint_size=self.s.trust.view().checkpoint_size,
-            )
-        else:
-            return self._verify_and_spend(texts, policy, audience, nonce, now).to_json()
+            verdict = self._unreadable(request[0], error, now)
+            self.audit(verdict, kind="offline", request_id=None)
+            return verdict.to_json()
+        wanted: list[str] = []
+        verdict = self._checklist(texts, request, now, _provisional(wanted), self.s.status)
+        if not wanted:  # the checklist stopped before the key binding's nonce
+            self.audit(verdict, kind="offline", request_id=None)
+            return verdict.to_json()
+        try:
+            if self._spend_and_audit(wanted[0], now, verdict):
+                return verdict.to_json()
+            answer = _answer(None)
+        except Exception as error:  # the re-run reports it, as an inline spend would have
+            answer = _answer(error)
+        verdict = self._checklist(texts, request, now, answer, self.s.status)
         self.audit(verdict, kind="offline", request_id=None)
         return verdict.to_json()
 
-    def _verify_and_spend(
-        self, texts: list[str], policy: Policy, audience: str, nonce: str, now: int
-    ) -> Verdict:
-        """The checklist runs first with the nonce taken as unspent; the nonce is then spent,
-        and the verdict audited, in one write. Should the nonce turn out spent already (or
-        unknown), the checklist runs again with that answer. So the verdict is always the one
-        an inline spend would have given, and the hot path writes once instead of twice."""
+    @property
+    def inline(self) -> bool:
+        """Whether ``POST /verify`` can run on the event loop: nothing in it then waits but
+        the batched SQLite write, which is awaited (see :meth:`verify_offline_inline`)."""
+        return (
+            isinstance(self.s.replay, SqlReplayStore)
+            and self.s.writer.batched
+            and isinstance(self.s.status, HttpStatusFetcher)
+        )
 
-        def run(consume: Callable[[str], bool]) -> Verdict:
-            return self._guarded(
-                policy,
-                now,
-                lambda: verify_presentations(
-                    texts,
-                    trust=self.s.trust.view(),
-                    status=self.s.status,
-                    policy=policy,
-                    audience=audience,
-                    nonce=nonce,
-                    consume_nonce=consume,
-                    now=now,
-                    skew=self.settings.clock_skew,
-                    status_cache=self.s.status_cache,
-                ),
-            )
-
-        wanted: list[str] = []
-
-        def provisional(value: str) -> bool:
-            wanted.append(value)
-            return True
-
-        verdict = run(provisional)
-        if not wanted:  # the checklist stopped before the key binding's nonce
-            self.audit(verdict, kind="offline", request_id=None)
-            return verdict
-        failure: Exception | None = None
+    async def verify_offline_inline(self, body: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`verify_offline` on the event loop, for scanned text with every status list
+        it needs already cached; anything else goes to a worker thread (an image to decode,
+        a status list to fetch, a nonce already spent). Handing each verification to a thread
+        and back costs more CPU than the checklist itself; the GIL runs one at a time anyway."""
+        if "image_png" in body:
+            return await run_in_threadpool(self.verify_offline, body)
+        request = self._offline_request(body)
+        now = self.s.now()
         try:
-            spent = self._spend_and_audit(wanted[0], now, verdict)
+            texts = _presentations(body)
+        except CivicError as error:
+            verdict = self._unreadable(request[0], error, now)
+            await self._write(_audit_write(_audit_row(verdict, kind="offline", request_id=None)))
+            return verdict.to_json()
+        assert isinstance(self.s.status, HttpStatusFetcher)
+        wanted: list[str] = []
+        try:
+            verdict = self._checklist(
+                texts, request, now, _provisional(wanted), _CachedStatusOnly(self.s.status)
+            )
+        except _StatusNotCached:
+            return await run_in_threadpool(self.verify_offline, body)
+        row = _audit_row(verdict, kind="offline", request_id=None)
+        if not wanted:
+            await self._write(_audit_write(row))
+            _log_verdict(row)
+            return verdict.to_json()
+        assert isinstance(self.s.replay, SqlReplayStore)
+        spend = self.s.replay.spend_write(wanted[0], now=now, also=_audit_write(row))
+        try:
+            outcome = await self._write(spend)
         except Exception as error:  # the re-run reports it, as an inline spend would have
-            failure, spent = error, False
-        if spent:
-            return verdict
+            answer = _answer(error)
+        else:
+            if outcome == "spent":
+                _log_verdict(row)
+                return verdict.to_json()
+            answer = _answer(_unknown_nonce() if outcome == "unknown" else None)
+        verdict = await run_in_threadpool(
+            self._checklist, texts, request, now, answer, self.s.status
+        )
+        await run_in_threadpool(self.audit, verdict, kind="offline", request_id=None)
+        return verdict.to_json()
 
-        def answer(_value: str) -> bool:
-            if failure is not None:
-                raise failure
-            return False
-
-        verdict = run(answer)
-        self.audit(verdict, kind="offline", request_id=None)
-        return verdict
+    async def _write(self, write: Callable[[Connection], T]) -> T:
+        return await asyncio.wrap_future(self.s.writer.submit(write))
 
     def _spend_and_audit(self, nonce: str, now: int, verdict: Verdict) -> bool:
         row = _audit_row(verdict, kind="offline", request_id=None)
         replay = self.s.replay
         if isinstance(replay, SqlReplayStore):
-            spent = replay.consume(
-                nonce, now=now, also=lambda connection: connection.execute(_AUDIT_INSERT, row)
-            )
+            spent = replay.consume(nonce, now=now, also=_audit_write(row))
         else:
             spent = replay.consume(nonce, now=now)
             if spent:
-                self.s.writer.run(lambda connection: connection.execute(_AUDIT_INSERT, row))
+                self.s.writer.run(_audit_write(row))
         if spent:
             _log_verdict(row)
         return spent
@@ -468,6 +521,8 @@ class Verifier:
     def _guarded(self, policy: Policy, now: int, verify: Callable[[], Verdict]) -> Verdict:
         try:
             return verify()
+        except _StatusNotCached:
+            raise
         except Exception:
             # A bug must never turn into "valid", nor into a 500 for the counter.
             log.exception("verification crashed; answering invalid")
@@ -475,11 +530,55 @@ class Verifier:
 
     def audit(self, verdict: Verdict, *, kind: str, request_id: str | None) -> None:
         row = _audit_row(verdict, kind=kind, request_id=request_id)
-        self.s.writer.run(lambda connection: connection.execute(_AUDIT_INSERT, row))
+        self.s.writer.run(_audit_write(row))
         _log_verdict(row)
 
     def policies(self) -> list[dict[str, Any]]:
         return [policy.to_json() for policy in self.runtime.policies.values()]
+
+
+def _provisional(wanted: list[str]) -> Callable[[str], bool]:
+    """A nonce spender that only notes the nonce and says it was unspent."""
+
+    def consume(value: str) -> bool:
+        wanted.append(value)
+        return True
+
+    return consume
+
+
+def _answer(failure: Exception | None) -> Callable[[str], bool]:
+    """The real answer of a spend that did not happen: already spent, or ``failure``."""
+
+    def consume(_value: str) -> bool:
+        if failure is not None:
+            raise failure
+        return False
+
+    return consume
+
+
+def _unknown_nonce() -> CivicError:
+    return VerificationError(ReasonCode.NONCE_UNKNOWN, "nonce not issued by this verifier")
+
+
+class _StatusNotCached(Exception):
+    """The inline path met a status list it would have to fetch."""
+
+
+class _CachedStatusOnly:
+    def __init__(self, fetcher: HttpStatusFetcher) -> None:
+        self._fetcher = fetcher
+
+    def fetch(self, uri: str) -> str:
+        token = self._fetcher.cached(uri)
+        if token is None:
+            raise _StatusNotCached
+        return token
+
+
+def _audit_write(row: dict[str, Any]) -> Callable[[Connection], object]:
+    return lambda connection: connection.execute(_AUDIT_INSERT, row)
 
 
 def _audit_row(verdict: Verdict, *, kind: str, request_id: str | None) -> dict[str, Any]:
@@ -631,7 +730,10 @@ def create_app(services: Services, *, sync_source: Any = None) -> FastAPI:
     async def verify(request: Request) -> JSONResponse:
         staff(request)
         body = await read_json_object(request, limit)
-        answer = await run_in_threadpool(verifier.verify_offline, body)
+        if verifier.inline:
+            answer = await verifier.verify_offline_inline(body)
+        else:
+            answer = await run_in_threadpool(verifier.verify_offline, body)
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
     return app

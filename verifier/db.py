@@ -239,18 +239,29 @@ class Writer:
         else:
             self._lock_path = None
 
+    @property
+    def batched(self) -> bool:
+        """Whether writes are group-committed by the writer thread (SQLite)."""
+        return self._batched
+
     def run(self, write: Callable[[Connection], T]) -> T:
         """Run ``write`` in a transaction and return its result once committed; its exception
         (the transaction rolled back) if it raised."""
         if not self._batched:
             with self.engine.begin() as connection:
                 return write(connection)
+        return self.submit(write).result()
+
+    def submit(self, write: Callable[[Connection], T]) -> Future[T]:
+        """Queue ``write`` (batched writers only); the future resolves once it is committed."""
+        if not self._batched:
+            raise RuntimeError("only a batched writer queues writes")
         if self._closed:
             raise RuntimeError("the database writer is closed")
         self._ensure_thread()
         future: Future[T] = Future()
         self._queue.put((write, future))
-        return future.result()
+        return future
 
     def close(self) -> None:
         self._closed = True

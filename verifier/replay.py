@@ -30,6 +30,7 @@ from verifier.db import Writer, nonces_table
 
 DEFAULT_TTL = 300
 PURGE_AFTER = 3600
+SpendOutcome = Literal["spent", "reused", "unknown"]
 
 
 class ReplayStore(Protocol):
@@ -108,24 +109,32 @@ class SqlReplayStore:
         verdict's audit row, committed with the spend)."""
         if not require_issued:
             return self._writer.run(lambda connection: self._spend_unissued(connection, nonce, now))
+        outcome = self._writer.run(self.spend_write(nonce, now=now, also=also))
+        if outcome == "unknown":
+            raise _unknown()
+        return outcome == "spent"
 
-        def write(connection: Connection) -> Literal["spent", "reused", "unknown"]:
+    @staticmethod
+    def spend_write(
+        nonce: str, *, now: int, also: Callable[[Connection], object] | None = None
+    ) -> Callable[[Connection], SpendOutcome]:
+        """The write that spends an issued ``nonce`` (for callers that submit it themselves):
+        ``spent`` by it, ``reused`` (spent before) or ``unknown`` (never issued, or expired)."""
+
+        def write(connection: Connection) -> SpendOutcome:
             outcome = _spend(connection, nonce, now)
             if outcome == "spent" and also is not None:
                 also(connection)
             return outcome
 
-        outcome = self._writer.run(write)
-        if outcome == "unknown":
-            raise _unknown()
-        return outcome == "spent"
+        return write
 
     def _spend_unissued(self, connection: Connection, nonce: str, now: int) -> bool:
         row = {"p_nonce": nonce, "p_expires_at": now + self._ttl, "p_now": now}
         return connection.execute(self._spend_unissued_statement, row).rowcount == 1
 
 
-def _spend(connection: Connection, nonce: str, now: int) -> Literal["spent", "reused", "unknown"]:
+def _spend(connection: Connection, nonce: str, now: int) -> SpendOutcome:
     if connection.execute(_SPEND, {"p_nonce": nonce, "p_now": now}).rowcount == 1:
         return "spent"
     row = connection.execute(_USED_AT, {"p_nonce": nonce}).first()

@@ -73,6 +73,13 @@ class HttpStatusFetcher:
         if self._owned:
             self._client.close()
 
+    def cached(self, uri: str) -> str | None:
+        """The token for ``uri`` if the cache holds a fresh one, without fetching."""
+        cached = self._cache.get(uri)
+        if cached is not None and cached.until > self._now():
+            return cached.token
+        return None
+
     def fetch(self, uri: str) -> str:
         now = self._now()
         with self._lock:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+import verifier.replay
 from civic.clock import FixedClock
 from civic.credentials import RESIDENCY_VCT, VACCINATION_VCT, YOUTH_ALLOWANCE_VCT
 from civic.encoding import b64std_decode, b64std_encode, json_dumps
@@ -24,6 +25,7 @@ from tests.unit.verifier_city import CLIENT_ID, ISSUER
 from verifier.app import Services, build_services, create_app
 from verifier.db import audit_table
 from verifier.settings import load_runtime
+from verifier.status import HttpStatusFetcher
 
 
 @dataclass
@@ -236,14 +238,21 @@ def test_one_presentation_sent_many_times_at_once_is_valid_once(running: Running
     assert sorted(rows) == ["invalid"] * 23 + ["valid"]
 
 
+@pytest.mark.parametrize("status_cached", [False, True])
 def test_a_failing_nonce_store_never_gives_valid(
-    running: Running, monkeypatch: pytest.MonkeyPatch
+    running: Running, monkeypatch: pytest.MonkeyPatch, status_cached: bool
 ) -> None:
-    def broken(*_args: Any, **_kwargs: Any) -> bool:
+    city = running.deployment.city
+    if status_cached:  # verifications then run on the event loop: the other path
+        nonce = running.challenge()
+        text = city.present(city.issue(), nonce=nonce, at=city.now)
+        body = {"policy": "bar-entry", "nonce": nonce, "presentation": text}
+        assert running.verify(body).json()["result"] == "valid"
+
+    def broken(*_args: Any) -> str:
         raise RuntimeError("database unavailable")
 
-    monkeypatch.setattr(running.services.replay, "consume", broken)
-    city = running.deployment.city
+    monkeypatch.setattr(verifier.replay, "_spend", broken)
     nonce = running.challenge()
     text = city.present(city.issue(), nonce=nonce, at=city.now)
     verdict = running.verify({"policy": "bar-entry", "nonce": nonce, "presentation": text}).json()
@@ -383,6 +392,20 @@ def test_status_list_is_fetched_once_per_ttl_and_revocation_shows(running: Runni
     )
     verdict = running.verify({"policy": "bar-entry", "nonce": nonce, "presentation": text}).json()
     assert (verdict["result"], verdict["reason"]) == ("invalid", "status_invalid")
+
+
+def test_status_cache_is_read_without_fetching(running: Running) -> None:
+    fetcher = running.services.status
+    assert isinstance(fetcher, HttpStatusFetcher)
+    uri = running.deployment.city.status_uri
+    assert fetcher.cached(uri) is None
+    hits = running.deployment.status.hits
+    token = fetcher.fetch(uri)
+    assert fetcher.cached(uri) == token
+    assert running.deployment.status.hits == hits + 1
+    running.clock.advance(301)  # past the token's ttl
+    assert fetcher.cached(uri) is None
+    assert running.deployment.status.hits == hits + 1
 
 
 def test_unreachable_status_list_is_undetermined(running: Running) -> None:
