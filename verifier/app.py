@@ -61,6 +61,7 @@ from civic.verdict import (
 from verifier.db import (
     RETENTION,
     Writer,
+    WriterBusy,
     audit_table,
     boot_id,
     create_engine,
@@ -503,7 +504,10 @@ class Verifier:
         return verdict.to_json()
 
     async def _write(self, write: Callable[[Connection], T]) -> T:
-        return await asyncio.wrap_future(self.s.writer.submit(write))
+        try:
+            return self.s.writer.try_now(write)
+        except WriterBusy:
+            return await asyncio.wrap_future(self.s.writer.submit(write))
 
     def _spend_and_audit(self, nonce: str, now: int, verdict: Verdict) -> bool:
         row = _audit_row(verdict, kind="offline", request_id=None)

@@ -222,8 +222,24 @@ def void_nonces_after_reboot(connection: Connection, *, current_boot: str, now: 
 _Item = tuple[Callable[[Connection], Any], "Future[Any]"]
 
 
+class WriterBusy(Exception):
+    """:meth:`Writer.try_now` could not write without waiting."""
+
+
+CHECKPOINT_EVERY = 500
+"""Commits between two WAL checkpoints, which the writer thread runs (never a caller)."""
+
+
 class Writer:
-    """Runs write transactions: :meth:`run` returns once its write is committed."""
+    """Runs write transactions: :meth:`run` returns once its write is committed.
+
+    On SQLite all writes of a process go through one connection, held by whoever holds
+    ``_mutex`` and this process's turn (the ``flock``): the writer thread, committing a batch,
+    or a caller of :meth:`try_now` that finds both free at once. Its automatic checkpoints are
+    off, so that no commit waits for the fsyncs of a checkpoint; the writer thread checkpoints
+    (``PASSIVE``, on a connection of its own: writers go on meanwhile) every
+    ``CHECKPOINT_EVERY`` commits.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -232,6 +248,10 @@ class Writer:
         self._lock_fd: int | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._mutex = threading.Lock()
+        self._connection: Connection | None = None
+        self._commits = 0
+        self._checkpoint_queued = False
         self._closed = False
         database = engine.url.database
         if self._batched and database and database != ":memory:":
@@ -250,7 +270,10 @@ class Writer:
         if not self._batched:
             with self.engine.begin() as connection:
                 return write(connection)
-        return self.submit(write).result()
+        try:
+            return self.try_now(write)
+        except WriterBusy:
+            return self.submit(write).result()
 
     def submit(self, write: Callable[[Connection], T]) -> Future[T]:
         """Queue ``write`` (batched writers only); the future resolves once it is committed."""
@@ -263,12 +286,42 @@ class Writer:
         self._queue.put((write, future))
         return future
 
+    def try_now(self, write: Callable[[Connection], T]) -> T:
+        """Run ``write`` in a transaction of its own in this thread if the database is free
+        for writing right now, without any wait; raise :class:`WriterBusy` (nothing done)
+        otherwise. Handing a write to the writer thread and back costs more than the write;
+        an event loop tries this first and awaits :meth:`submit` only when it must."""
+        if not self._batched or self._closed or not self._mutex.acquire(blocking=False):
+            raise WriterBusy
+        try:
+            self._ensure_thread()
+            if self._lock_fd is not None:
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise WriterBusy from None
+            try:
+                connection = self._writing_connection()
+                with connection.begin():
+                    result = write(connection)
+                self._committed()
+                return result
+            finally:
+                if self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
+
     def close(self) -> None:
         self._closed = True
         thread = self._thread
         if thread is not None:
             self._queue.put(None)
             thread.join(timeout=30)
+        with self._mutex:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -283,6 +336,22 @@ class Writer:
                 thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
                 thread.start()
                 self._thread = thread
+
+    def _writing_connection(self) -> Connection:
+        """The process's writing connection (call with ``_mutex`` held)."""
+        if self._connection is None:
+            connection = self.engine.connect()
+            connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+            connection.commit()
+            self._connection = connection
+        return self._connection
+
+    def _committed(self) -> None:
+        """Count a commit (``_mutex`` held); queue a checkpoint now and then."""
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY and not self._checkpoint_queued:
+            self._checkpoint_queued = True
+            self._queue.put((_checkpoint_marker, Future()))
 
     def _loop(self) -> None:
         while True:
@@ -300,24 +369,44 @@ class Writer:
                     stop = True
                     break
                 batch.append(item)
-            self._commit(batch)
+            checkpoint = any(write is _checkpoint_marker for write, _ in batch)
+            batch = [entry for entry in batch if entry[0] is not _checkpoint_marker]
+            if batch:
+                self._commit(batch)
+            if checkpoint:
+                self._checkpoint()
             if stop:
                 return
 
-    @contextmanager
-    def _process_turn(self) -> Iterator[None]:
-        if self._lock_fd is None:
-            yield
-            return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+    def _checkpoint(self) -> None:
+        with self._mutex:
+            self._commits = 0
+            self._checkpoint_queued = False
         try:
-            yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            # A connection of its own, outside our lock: a PASSIVE checkpoint waits for no
+            # writer and no writer waits for it.
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+        except Exception:  # the next one will try again; the WAL only grows meanwhile
+            log.exception("WAL checkpoint failed")
+
+    @contextmanager
+    def _process_turn(self) -> Iterator[Connection]:
+        with self._mutex:
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield self._writing_connection()
+            finally:
+                if self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _transaction(self, batch: list[_Item]) -> list[Any]:
-        with self._process_turn(), self.engine.begin() as connection:
-            return [write(connection) for write, _ in batch]
+        with self._process_turn() as connection:
+            with connection.begin():
+                results = [write(connection) for write, _ in batch]
+            self._committed()
+            return results
 
     def _commit(self, batch: list[_Item]) -> None:
         try:
@@ -332,3 +421,7 @@ class Writer:
             return
         for (_, future), result in zip(batch, results, strict=True):
             future.set_result(result)
+
+
+def _checkpoint_marker(_connection: Connection) -> None:
+    raise AssertionError("the checkpoint marker is not a write")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from civic.errors import ReasonCode, VerificationError
 from tests.services.registry_harness import wait_for
 from verifier.db import (
     Writer,
+    WriterBusy,
     audit_table,
     boot_id,
     create_engine,
@@ -60,6 +62,10 @@ def _audit_row(n: int) -> dict[str, Any]:
         "issuer": "",
         "checkpoint_size": None,
     }
+
+
+def _add_audit_row(connection: Connection, *, n: int) -> None:
+    connection.execute(insert(audit_table), _audit_row(n))
 
 
 def _count(engine: Engine, table: Any) -> int:
@@ -115,7 +121,7 @@ def test_a_failed_write_fails_only_its_caller(engine: Engine, writer: Writer) ->
         return lambda connection: connection.execute(insert(audit_table), _audit_row(n))
 
     with ThreadPoolExecutor(8) as pool:
-        held = pool.submit(writer.run, hold)
+        held = writer.submit(hold)  # in the writer thread, which holds the database meanwhile
         assert started.wait(10)
         # These queue up behind the held transaction and are committed as one batch, in
         # which row 1 already exists.
@@ -213,3 +219,43 @@ def test_sqlite_syncs_fully_where_reboots_cannot_be_told(
     monkeypatch.setattr(verifier.db, "BOOT_ID_FILE", tmp_path / "no-such-file")
     assert boot_id() is None
     assert synchronous("full.sqlite3") == 2  # FULL
+
+
+def test_writes_on_the_callers_thread_when_the_database_is_free(
+    engine: Engine, writer: Writer
+) -> None:
+    writer.run(lambda connection: connection.execute(insert(audit_table), _audit_row(1)))
+    where = writer.try_now(lambda _connection: threading.current_thread())
+    assert where is threading.current_thread()
+    gate, started = threading.Event(), threading.Event()
+
+    def hold(_connection: Connection) -> None:
+        started.set()
+        gate.wait(10)
+
+    held = writer.submit(hold)
+    assert started.wait(10)
+    with pytest.raises(WriterBusy):
+        writer.try_now(lambda connection: connection.execute(insert(audit_table), _audit_row(2)))
+    gate.set()
+    held.result(10)
+    assert _count(engine, audit_table) == 1
+
+
+def test_the_writer_thread_checkpoints_the_wal(
+    writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verifier.db, "CHECKPOINT_EVERY", 5)
+    checkpoints: list[str] = []
+    original = Writer._checkpoint
+
+    def counted(self: Writer) -> None:
+        checkpoints.append(threading.current_thread().name)
+        original(self)
+
+    monkeypatch.setattr(Writer, "_checkpoint", counted)
+    for round_ in (1, 2):
+        for n in range(6):
+            writer.run(partial(_add_audit_row, n=10 * round_ + n))
+        wait_for(lambda round_=round_: len(checkpoints) == round_, 10, "a checkpoint")
+    assert set(checkpoints) == {"db-writer"}
