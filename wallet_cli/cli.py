@@ -33,7 +33,7 @@ from civic.errors import CivicError, MalformedError, ReasonCode, UsageError, Ver
 from wallet_cli import render
 
 if TYPE_CHECKING:
-    from wallet_cli.model import StoredCredential, WalletData
+    from wallet_cli.model import StoredCredential, TrustSettings, WalletData
     from wallet_cli.store import UnsafeFastKdfForTests, WalletStore
     from wallet_cli.trust import WalletTrust
 
@@ -216,7 +216,7 @@ def _read_json_file(path: Path, what: str) -> dict[str, Any]:
 
 def _trust_settings(
     registry_url: str | None, config: Path | None, max_age: int
-) -> Any:  # TrustSettings | None
+) -> TrustSettings | None:
     if config is None:
         if registry_url is not None:
             raise UsageError(ReasonCode.MALFORMED_INPUT, "--registry-url needs --trust-config")
@@ -353,6 +353,7 @@ def trust_configure(
     from wallet_cli.trust import CACHE_FILE  # noqa: PLC0415
 
     settings = _trust_settings(registry_url, config, max_age)
+    assert settings is not None  # a config file was given
     store = _store(ctx)
     with store.transaction() as wallet:
         wallet.trust = settings
