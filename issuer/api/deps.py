@@ -22,11 +22,6 @@ def get_flow(request: Request) -> IssuanceFlow:
     return flow
 
 
-async def raw_body(request: Request) -> bytes:
-    """The request body as sent (already bounded by the body-size middleware)."""
-    return await request.body()
-
-
 def admin_principal(
     request: Request, context: Annotated[IssuerContext, Depends(get_context)]
 ) -> ApiPrincipal:
@@ -35,5 +30,4 @@ def admin_principal(
 
 ContextDep = Annotated[IssuerContext, Depends(get_context)]
 FlowDep = Annotated[IssuanceFlow, Depends(get_flow)]
-BodyDep = Annotated[bytes, Depends(raw_body)]
 PrincipalDep = Annotated[ApiPrincipal, Depends(admin_principal)]

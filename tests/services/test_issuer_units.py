@@ -18,13 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from civic.credentials import CREDENTIAL_TYPES, RESIDENCY_VCT
+from civic.clock import FixedClock
+from civic.credentials import CREDENTIAL_TYPES, RESIDENCY_VCT, get_type
 from civic.encoding import json_dumps, json_loads_object
 from civic.errors import CivicError, ReasonCode, UsageError, VerificationError
 from civic.jose import PrivateKey, sign_jwt
 from civic.statuslist import Status
 from issuer import db
+from issuer.admin import ApiPrincipal, create_offer
 from issuer.issuance import (
+    IssuanceFlow,
     new_tx_code,
     parse_offer_ref,
     pre_authorized_code_for,
@@ -61,6 +64,7 @@ from issuer.statuslists import (
     insert_with_fresh_index,
     transition,
 )
+from issuer.testing import LocalIssuer
 from tests.vectors import load_json
 
 ARGON_FAST = {
@@ -556,3 +560,74 @@ def test_sealed_file_contents_are_json(tmp_path: Path) -> None:
     document = json_loads_object(path.read_text())
     assert document["format"] == "civic-sealed-key/1"
     assert document["kdf"] == "argon2id"
+
+
+# --- durability of SQLite commits (issuer.db module notes) ----------------------------------
+
+
+def _fsynced_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record which files ``os.fsync`` is asked to sync (and still sync them)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_deliveries_are_synced_before_they_return_and_tokens_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FixedClock(NOW)
+    issuer = LocalIssuer(tmp_path / "issuer", now=clock)
+    try:
+        flow = IssuanceFlow(issuer.context)
+        principal = ApiPrincipal("k", frozenset(issuer.runtime.vcts))
+        claims = get_type(RESIDENCY_VCT).example_claims()
+        offer = create_offer(
+            issuer.context, principal, vct=RESIDENCY_VCT, claims=claims, render_qr=False
+        )
+        code = pre_authorized_code_for(offer.offer_url.rsplit("/", 1)[1])
+        wal = str((tmp_path / "issuer" / "issuer.sqlite3").resolve()) + "-wal"
+        synced = _fsynced_paths(monkeypatch)
+
+        wrong = f"grant_type={PRE_AUTHORIZED_GRANT}&pre-authorized_code={code}&tx_code=x".encode()
+        with pytest.raises(OAuthError):
+            flow.token(wrong, FORM)
+        assert synced.count(wal) == 1  # a wrong guess is counted on disk
+        body = (
+            f"grant_type={PRE_AUTHORIZED_GRANT}&pre-authorized_code={code}&tx_code={offer.tx_code}"
+        )
+        token = flow.token(body.encode(), FORM)["access_token"]
+        nonce = flow.nonce()
+        assert synced.count(wal) == 1  # token and nonce: not durable, they fail closed
+
+        holder = PrivateKey.generate()
+        proof = sign_jwt(
+            {"typ": PROOF_TYP, "jwk": holder.public_key.to_jwk()},
+            {"aud": issuer.url, "iat": NOW, "nonce": nonce},
+            holder,
+        )
+        request = json_dumps(
+            {"credential_configuration_id": "residency", "proofs": {"jwt": [proof]}}
+        )
+        answer = flow.credential(f"Bearer {token}", request.encode(), "application/json")
+        assert len(answer["credentials"]) == 1
+        assert synced.count(wal) == 2  # the delivery is on disk before it is returned
+    finally:
+        issuer.context.engine.dispose()
+
+
+def test_sync_wal_is_a_no_op_without_a_wal_file(tmp_path: Path) -> None:
+    memory = db.create_engine("sqlite://")
+    db.create_schema(memory)
+    db.sync_wal(memory)  # nothing on disk to sync
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.create_schema(engine)
+    engine.dispose()  # the last connection checkpoints and removes the WAL
+    assert not (tmp_path / "db.sqlite3-wal").exists()
+    db.sync_wal(engine)
