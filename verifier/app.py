@@ -67,6 +67,7 @@ from verifier.db import (
     create_engine,
     create_schema,
     requests_table,
+    sqlite_driver,
     void_nonces_after_reboot,
 )
 from verifier.oid4vp import (
@@ -581,8 +582,32 @@ class _CachedStatusOnly:
         return token
 
 
+_AUDIT_COLUMNS = (
+    "at",
+    "kind",
+    "request_id",
+    "policy_id",
+    "result",
+    "reasons",
+    "vct",
+    "issuer",
+    "checkpoint_size",
+)
+_SQLITE_AUDIT_INSERT = (
+    "INSERT INTO verifier_audit (at, kind, request_id, policy_id, result, reasons, vct, issuer,"
+    " checkpoint_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def _audit_write(row: dict[str, Any]) -> Callable[[Connection], object]:
-    return lambda connection: connection.execute(_AUDIT_INSERT, row)
+    def write(connection: Connection) -> None:
+        driver = sqlite_driver(connection)
+        if driver is not None:  # once per verification: see verifier.replay._spend
+            driver.execute(_SQLITE_AUDIT_INSERT, tuple(row[name] for name in _AUDIT_COLUMNS))
+        else:
+            connection.execute(_AUDIT_INSERT, row)
+
+    return write
 
 
 def _audit_row(verdict: Verdict, *, kind: str, request_id: str | None) -> dict[str, Any]:

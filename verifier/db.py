@@ -43,6 +43,7 @@ import logging
 import os
 import queue
 import re
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -218,6 +219,16 @@ def void_nonces_after_reboot(connection: Connection, *, current_boot: str, now: 
 
 
 # --- writes -----------------------------------------------------------------------------------
+
+
+def sqlite_driver(connection: Connection) -> sqlite3.Connection | None:
+    """The driver's own connection under ``connection`` when that is SQLite, else None: the
+    hot path's few statements go to it directly, inside the same transaction."""
+    if connection.dialect.name != "sqlite":
+        return None
+    driver = connection.connection.driver_connection
+    return driver if isinstance(driver, sqlite3.Connection) else None
+
 
 _Item = tuple[Callable[[Connection], Any], "Future[Any]"]
 

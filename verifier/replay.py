@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from civic.errors import ReasonCode, VerificationError
-from verifier.db import Writer, nonces_table
+from verifier.db import Writer, nonces_table, sqlite_driver
 
 DEFAULT_TTL = 300
 PURGE_AFTER = 3600
@@ -134,7 +134,21 @@ class SqlReplayStore:
         return connection.execute(self._spend_unissued_statement, row).rowcount == 1
 
 
+_SQLITE_SPEND = (
+    "UPDATE verifier_nonces SET used_at = ? WHERE nonce = ? AND used_at IS NULL AND expires_at > ?"
+)
+_SQLITE_USED_AT = "SELECT used_at FROM verifier_nonces WHERE nonce = ?"
+
+
 def _spend(connection: Connection, nonce: str, now: int) -> SpendOutcome:
+    driver = sqlite_driver(connection)
+    if driver is not None:
+        # The same statements as below, given to the driver: once per verification, where
+        # SQLAlchemy's own work per statement costs more than SQLite's.
+        if driver.execute(_SQLITE_SPEND, (now, nonce, now)).rowcount == 1:
+            return "spent"
+        found = driver.execute(_SQLITE_USED_AT, (nonce,)).fetchone()
+        return "reused" if found is not None and found[0] is not None else "unknown"
     if connection.execute(_SPEND, {"p_nonce": nonce, "p_now": now}).rowcount == 1:
         return "spent"
     row = connection.execute(_USED_AT, {"p_nonce": nonce}).first()

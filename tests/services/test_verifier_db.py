@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+import verifier.app
 import verifier.db
 from civic.errors import ReasonCode, VerificationError
 from tests.services.registry_harness import wait_for
@@ -259,3 +260,11 @@ def test_the_writer_thread_checkpoints_the_wal(
             writer.run(partial(_add_audit_row, n=10 * round_ + n))
         wait_for(lambda round_=round_: len(checkpoints) == round_, 10, "a checkpoint")
     assert set(checkpoints) == {"db-writer"}
+
+
+def test_the_audit_row_names_every_column_of_the_table() -> None:
+    columns = [c.name for c in audit_table.columns if c.name != "id"]
+    assert list(verifier.app._AUDIT_COLUMNS) == columns
+    statement = verifier.app._SQLITE_AUDIT_INSERT
+    assert statement.startswith("INSERT INTO verifier_audit (" + ", ".join(columns) + ") VALUES (")
+    assert statement.count("?") == len(columns)
