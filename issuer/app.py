@@ -282,7 +282,7 @@ def create_app(
     app.include_router(admin_routes.router)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.exception_handler(OAuthError)

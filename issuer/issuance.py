@@ -119,8 +119,8 @@ def parse_offer_ref(ref: str) -> str | None:
 
 
 class SignerSource(Protocol):
-    def signers(self) -> Sequence[KeyedSigner]:
-        """The keys that may sign, newest first."""
+    def signers(self, transaction: db.DriverTransaction | None = None) -> Sequence[KeyedSigner]:
+        """The keys that may sign, newest first (read within ``transaction`` if given)."""
         ...
 
 
@@ -144,8 +144,11 @@ class IssuerContext:
     def offer_url(self, ref: str) -> str:
         return f"{self.issuer_url}/offers/{ref}"
 
-    def signer_for(self, vct: str, now: int) -> KeyedSigner:
-        return self.accreditation.choose(self.keys.signers(), vct, now)
+    def signer_for(
+        self, vct: str, now: int, *, keys: Sequence[KeyedSigner] | None = None
+    ) -> KeyedSigner:
+        """The newest key the registry accredits for ``vct`` now (among ``keys``, if given)."""
+        return self.accreditation.choose(self.keys.signers() if keys is None else keys, vct, now)
 
     def signer_for_lists(self, now: int) -> KeyedSigner:
         return self.accreditation.choose_any(self.keys.signers(), self.runtime.vcts, now)
@@ -320,6 +323,7 @@ class IssuanceFlow:
         with db.driver_transaction(self.context.engine, write=False) as transaction:
             row = transaction.one(_SELECT_OFFER_FOR_BEARER, {"token": sha256(token)})
             current = current_list(transaction)
+            keys = self.context.keys.signers(transaction)
         if row is None or row[3] != TOKEN_ISSUED or (row[4] or 0) <= now or row[5] is None:
             raise _invalid_token()
         offer = _TokenOffer(
@@ -347,7 +351,7 @@ class IssuanceFlow:
             skew=self.settings.clock_skew,
         )
         try:
-            signer = self.context.signer_for(offer.vct, now)
+            signer = self.context.signer_for(offer.vct, now, keys=keys)
         except CivicError as error:
             log.warning(
                 "offer %s: no registry-accredited key for %s: %s",

@@ -318,13 +318,17 @@ class KeyStore:
             for row in rows
         ]
 
-    def signers(self) -> list[FileKeySigner]:
+    def signers(self, transaction: db.DriverTransaction | None = None) -> list[FileKeySigner]:
         """The keys not retired, newest first; files are read once per process.
 
-        The list itself is read on every call (one driver-level SELECT): a key retired or
-        added by another process counts from the next request on.
+        The list itself is read on every call (one driver-level SELECT, inside the caller's
+        ``transaction`` if given): a key retired or added by another process counts from the
+        next request on.
         """
-        with db.driver_transaction(self._engine, write=False) as transaction:
+        if transaction is None:
+            with db.driver_transaction(self._engine, write=False) as own:
+                rows = own.all(_SELECT_ACTIVE_KEYS)
+        else:
             rows = transaction.all(_SELECT_ACTIVE_KEYS)
         out: list[FileKeySigner] = []
         with self._lock:

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the shared issuer context, the raw body, the admin principal."""
+"""FastAPI dependencies: the shared issuer context and flow, the admin principal."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ from fastapi import Depends, Request
 from issuer.admin import ApiPrincipal, authenticate
 from issuer.issuance import IssuanceFlow, IssuerContext
 
+# Async on purpose: FastAPI runs a plain ``def`` dependency in the thread pool, a hop that costs
+# more than these attribute lookups.
 
-def get_context(request: Request) -> IssuerContext:
+
+async def get_context(request: Request) -> IssuerContext:
     context = request.app.state.context
     assert isinstance(context, IssuerContext)
     return context
 
 
-def get_flow(request: Request) -> IssuanceFlow:
+async def get_flow(request: Request) -> IssuanceFlow:
     flow = request.app.state.flow
     assert isinstance(flow, IssuanceFlow)
     return flow

@@ -347,7 +347,7 @@ class BrokenKeys:
     def __init__(self, signer: Any) -> None:
         self._signer = BrokenSigner(signer)
 
-    def signers(self) -> list[BrokenSigner]:
+    def signers(self, transaction: Any = None) -> list[BrokenSigner]:
         return [self._signer]
 
 

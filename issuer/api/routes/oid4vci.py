@@ -13,19 +13,22 @@ router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
+# Pure functions of the profile: async, so that FastAPI does not hand them to the thread pool.
+
+
 @router.get("/.well-known/openid-credential-issuer")
-def credential_issuer_metadata(context: ContextDep) -> JSONResponse:
+async def credential_issuer_metadata(context: ContextDep) -> JSONResponse:
     return JSONResponse(issuer_metadata(context.profile))
 
 
 @router.get("/.well-known/oauth-authorization-server")
-def oauth_metadata(context: ContextDep) -> JSONResponse:
+async def oauth_metadata(context: ContextDep) -> JSONResponse:
     return JSONResponse(authorization_server_metadata(context.profile))
 
 
 @router.get("/offers/{ref}")
-def credential_offer(ref: str, flow: FlowDep) -> JSONResponse:
-    offer = flow.offer_document(ref)
+async def credential_offer(ref: str, flow: FlowDep) -> JSONResponse:
+    offer = await flow.run(lambda: flow.offer_document(ref))
     if offer is None:
         return JSONResponse(
             {"error": "not_found", "detail": "no such offer, or it was used or expired"},
@@ -35,10 +38,11 @@ def credential_offer(ref: str, flow: FlowDep) -> JSONResponse:
     return JSONResponse(offer, headers=NO_STORE)
 
 
-# The three endpoints of a wallet's flow run on the event loop when the database is SQLite:
-# their work is a few hundred microseconds of CPU and local file I/O, and handing it to the
-# thread pool and back cost more than the work itself (two thread switches and GIL hand-overs
-# per request). On PostgreSQL, where a statement waits on the network, they use the pool.
+# The wallet's endpoints (offer, token, nonce, credential) run on the event loop when the
+# database is SQLite: their work is a few hundred microseconds of CPU and local file I/O, and
+# handing it to the thread pool and back cost more than the work itself (thread switches and
+# GIL hand-overs). On PostgreSQL, where a statement waits on the network, they use the pool
+# (IssuanceFlow.run).
 
 
 @router.post("/token")
