@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -39,8 +40,30 @@ class DemoError(Exception):
     """A step of the demo failed; the message says which and why."""
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the service binds it a moment later)."""
+    """A TCP port free on 127.0.0.1 right now, for a service that binds it a few seconds later.
+
+    Ports the kernel hands out by itself (``bind(0)``) come from the ephemeral range, where any
+    outgoing connection made meanwhile (the demo polls every service) may take the port first;
+    so pick below that range, at random, and fall back to the kernel's choice.
+    """
+    low, _high = _ephemeral_range()
+    for _ in range(50):
+        port = secrets.randbelow(max(1, low - 20_000)) + 20_000
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
