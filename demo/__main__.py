@@ -17,6 +17,7 @@ walk-through of a single credential, with no services.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import shutil
 import signal
@@ -90,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             status = 128 + interrupted.signum
         finally:
             with signals_ignored():
+                # Processes and files first: the report below may fail (a closed pipe).
                 stopped = supervisor.stop_all()
-                narrator.print(f"Stopped {stopped} service processes.")
-                if arguments.keep:
-                    narrator.print(f"Kept {root}.")
-                else:
+                if not arguments.keep:
                     shutil.rmtree(root, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    narrator.print(f"Stopped {stopped} service processes.")
+                    if arguments.keep:
+                        narrator.print(f"Kept {root}.")
     return status
 
 
