@@ -8,15 +8,18 @@ interleaved so that a shared machine's noise falls on all of them alike:
   (``CW1:``) holding an SD-JWT VC and a fresh KB-JWT, under the ``bar-entry`` policy: staff
   API key, body limits, trust (an offline bundle, checked for freshness every time), issuer
   key accreditation, issuer signature, time claims, disclosures, KB-JWT (typ, signature, aud,
-  nonce spent once in the SQLite replay store, sd_hash, iat), status (Status List Token cached
-  for its ttl, its signature checked against the issuer's accredited key), schema, policy,
-  and the audit row. Every request carries its own nonce, issued beforehand by the verifier's
-  replay store, and its own KB-JWT.
+  nonce spent once in the SQLite replay store, sd_hash, iat), status (the Status List Token
+  fetched from the issuer's accredited base, cached for its ttl, verified with the issuer's
+  accredited key once per token and its expiry checked on every use), schema, policy, and
+  the audit row written with the nonce's spend. Every request carries its own nonce, issued
+  beforehand by the verifier's replay store, and its own KB-JWT.
 - ``minimal_two_signatures``: a FastAPI endpoint taking the same bodies that unpacks the QR
   text and checks only the two Ed25519 signatures (issuer JWS, KB-JWT by the ``cnf`` key) with
   PyNaCl, nothing else: the ceiling for a Python verifier of these presentations.
-- ``acapy_0.12.8`` (when ``.venv-acapy`` exists): ACA-Py's ``POST /wallet/sd-jwt/verify``; see
-  :mod:`bench.peers` for what it checks and what it does not.
+- ``minimal_two_signatures_raw_sd_jwt``: the same endpoint given the raw SD-JWT+KB instead
+  of the packed QR text: the difference is what unpacking the QR text costs.
+- ``acapy_0.12.8_sd_jwt_verify`` (``bench/peers/acapy.sh``, installed on first use): ACA-Py's
+  ``POST /wallet/sd-jwt/verify``; ``ACAPY_CHECKS`` below says what it checks and what not.
 
 Why wrk: a Python load generator on this 2-core machine would take a core from the servers;
 wrk is C, and with one thread it takes a small part of one. Its Lua script (written below)
@@ -39,7 +42,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +280,8 @@ class Presenter:
     audience: str
     acapy: bool = False
     """Bodies for ACA-Py's ``/wallet/sd-jwt/verify`` (raw SD-JWT+KB) instead of ours."""
+    packed: bool = True
+    """The presentation as a packed QR text (CW1:), else the raw SD-JWT+KB."""
 
 
 _PRESENTER: Presenter | None = None
@@ -306,7 +311,8 @@ def _body(nonce_and_time: tuple[str, int]) -> str:
     )
     if _PRESENTER.acapy:
         return json_dumps({"sd_jwt": presentation})
-    return json_dumps({"policy": POLICY, "nonce": nonce, "presentation": pack(presentation)})
+    text = pack(presentation) if _PRESENTER.packed else presentation
+    return json_dumps({"policy": POLICY, "nonce": nonce, "presentation": text})
 
 
 def build_bodies(presenter: Presenter, nonces: list[str]) -> list[str]:
@@ -559,6 +565,16 @@ def main() -> None:
                 reusable(full_bodies), minimal.cpu_seconds,
             ),
         ]  # fmt: skip
+        raw_presenter = replace(presenter, packed=False)
+        contenders.append(
+            Contender(
+                "minimal_two_signatures_raw_sd_jwt", minimal.url + "/verify",
+                '"result":"valid"', "",
+                reusable(lambda count: build_bodies(raw_presenter, [
+                    f"raw-{n:09d}-{os.urandom(12).hex()}" for n in range(count)])),
+                minimal.cpu_seconds,
+            )
+        )  # fmt: skip
         if acapy_problem is None:
             agent = stack.enter_context(AcaPy(workdir / "acapy.log"))
             issuer = PrivateKey.generate()
