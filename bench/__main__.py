@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bench import core_verify, qr_size, statuslist_encode, verifier
+from bench import core_verify, issuer, qr_size, statuslist_encode, verifier
 
 
 def main() -> None:
-    for module in (core_verify, qr_size, statuslist_encode, verifier):
+    for module in (core_verify, qr_size, statuslist_encode, issuer, verifier):
         module.main()
 
 
