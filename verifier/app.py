@@ -26,6 +26,14 @@ Bad input never gives a 500: a presentation that cannot be parsed is an ``invali
 with its reason code; bodies over ``max_body_bytes`` get 413; other errors are
 ``{"error": <reason code>, "detail"}``. Every verdict is written to the audit table and the log
 with its reason codes, vct, issuer and time, never a claim value.
+
+``POST /verify`` is the hot path (issue 5, "Benchmark"). Its checklist runs with the nonce
+provisionally unspent; the nonce is then spent and the audit row written in one transaction,
+and should the nonce prove spent (or unknown) the checklist runs again with that answer, so
+the verdict is the one an inline spend gives. With the SQLite stores and every status list it
+needs cached, all of it runs on the event loop: the write on the spot when the database is
+free, else awaited from the group commit (:class:`verifier.db.Writer`). Images, status lists
+to fetch, PostgreSQL and Redis go to the thread pool, as every other route does.
 """
 
 from __future__ import annotations
@@ -472,7 +480,9 @@ class Verifier:
             texts = _presentations(body)
         except CivicError as error:
             verdict = self._unreadable(request[0], error, now)
-            await self._write(_audit_write(_audit_row(verdict, kind="offline", request_id=None)))
+            row = _audit_row(verdict, kind="offline", request_id=None)
+            await self._write(_audit_write(row))
+            _log_verdict(row)
             return verdict.to_json()
         assert isinstance(self.s.status, HttpStatusFetcher)
         wanted: list[str] = []
