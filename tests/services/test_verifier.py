@@ -3,6 +3,7 @@ verification, staff authentication, size limits, status lists, trust, audit log.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -474,3 +475,25 @@ def test_audit_log_has_reasons_and_no_claim_values(running: Running) -> None:
     dump = json_dumps([list(map(str, row)) for row in rows])
     for value in ("서연", "김", "1998-03-15", "Mapo-gu", "True"):
         assert value not in dump
+
+
+def test_every_offline_verdict_is_logged_without_claim_values(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    city = running.deployment.city
+    caplog.set_level(logging.INFO, logger="civic.verifier")
+    nonces = [running.challenge() for _ in range(3)]
+    bodies = [
+        {"policy": "bar-entry", "nonce": nonces[0], "presentation": 5},
+        {"policy": "bar-entry", "nonce": nonces[1], "presentation": pack(
+            city.present(city.issue(), [("age_over_19",), ("given_name",)], nonce=nonces[1],
+                         at=city.now))},
+        {"policy": "bar-entry", "nonce": nonces[2], "presentation": pack(
+            city.present(city.issue(), nonce=nonces[2], at=city.now))},
+    ]  # fmt: skip
+    results = [running.verify(body).json()["result"] for body in bodies]
+    assert results == ["invalid", "valid", "valid"]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("verdict ")]
+    assert [line.split()[1] for line in lines] == results
+    for value in ("서연", "김", "1998-03-15", "Mapo-gu"):
+        assert all(value not in line for line in lines)
