@@ -348,12 +348,64 @@ class DriverTransaction:
         return [tuple(row) for row in self._cursor.fetchall()]
 
 
+class _ThreadConnections:
+    """One SQLite connection per thread for the driver-level statements, out of the pool.
+
+    A pool checkout and return (with its reset) cost more than a small transaction, four
+    times per issuance. SQLite connections are cheap to keep, and every thread that runs the
+    hot path (the event loop's, and the pool threads) keeps its own for the engine's life;
+    they are detached from the pool, so they never hold a pool slot that Core code waits for.
+    ``engine.dispose()`` closes them, and threads then open fresh ones.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = weakref.ref(engine)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[Any] = []
+        self._generation = 0
+
+    def get(self) -> Any:
+        mine = getattr(self._local, "connection", None)
+        if mine is not None and mine[0] == self._generation:
+            return mine[1]
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the engine is gone")
+        pooled = engine.raw_connection()  # the pool's connect hooks set the PRAGMAs
+        pooled.detach()
+        connection = pooled.dbapi_connection
+        with self._lock:
+            self._open.append(connection)
+            self._local.connection = (self._generation, connection)
+        return connection
+
+    def discard(self) -> None:
+        """Drop this thread's connection (after an error that may have left it unusable)."""
+        mine = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if mine is not None:
+            with self._lock:
+                if mine[1] in self._open:
+                    self._open.remove(mine[1])
+            mine[1].close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            self._generation += 1
+            for connection in self._open:
+                connection.close()
+            self._open.clear()
+
+
 @dataclass(frozen=True)
 class _DriverInfo:
     dialect: str
     schema: str | None
     writer_lock: threading.Lock | None
     wal_path: str | None
+    connections: _ThreadConnections | None
+    """SQLite files only: a :memory: database exists once per pooled connection."""
 
 
 _DRIVER_INFO: weakref.WeakKeyDictionary[Engine, _DriverInfo] = weakref.WeakKeyDictionary()
@@ -365,43 +417,79 @@ def _driver_info(engine: Engine) -> _DriverInfo:
         schema = engine.get_execution_options().get("schema_translate_map", {}).get(None)
         database = engine.url.database if is_sqlite(engine) else None
         on_disk = bool(database) and database != ":memory:" and "mode=memory" not in str(database)
+        connections = _ThreadConnections(engine) if on_disk else None
         info = _DriverInfo(
             dialect=engine.dialect.name,
             schema=schema if isinstance(schema, str) else None,
             writer_lock=_sqlite_writer_lock(engine) if is_sqlite(engine) else None,
             wal_path=os.path.abspath(f"{database}-wal") if on_disk else None,
+            connections=connections,
         )
+        if connections is not None:
+            event.listen(engine, "engine_disposed", lambda _engine: connections.close_all())
         _DRIVER_INFO[engine] = info
     return info
+
+
+@contextmanager
+def _sqlite_thread_transaction(
+    info: _DriverInfo, connections: _ThreadConnections, *, write: bool
+) -> Iterator[DriverTransaction]:
+    connection = connections.get()
+    cursor = connection.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    except BaseException:
+        connections.discard()
+        raise
+    try:
+        yield DriverTransaction(cursor, info.dialect, info.schema)
+    except BaseException:
+        try:
+            cursor.execute("ROLLBACK")
+        except Exception:
+            connections.discard()
+        raise
+    try:
+        cursor.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT leaves the transaction open: roll it back, start afresh next time.
+        connections.discard()
+        raise
+    finally:
+        cursor.close()
 
 
 @contextmanager
 def driver_transaction(
     engine: Engine, *, write: bool, durable: bool = False
 ) -> Iterator[DriverTransaction]:
-    """A transaction on a raw pooled connection: committed on success, rolled back on error.
+    """A transaction at the driver level: committed on success, rolled back on error.
 
     Writers on SQLite take the process's writer mutex and ``BEGIN IMMEDIATE``, as in
     :func:`write_transaction`; readers get a deferred ``BEGIN`` so that their statements see
-    one snapshot. PostgreSQL opens its transaction implicitly (READ COMMITTED). ``durable``
-    commits are on disk when the block ends (see the module notes).
+    one snapshot. PostgreSQL opens its transaction implicitly (READ COMMITTED) on a pooled
+    connection. ``durable`` commits are on disk when the block ends (see the module notes).
     """
     info = _driver_info(engine)
-    sqlite = info.writer_lock is not None
     with info.writer_lock if write and info.writer_lock is not None else nullcontext():
-        raw = engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            if sqlite:
-                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        if info.connections is not None:
+            with _sqlite_thread_transaction(info, info.connections, write=write) as transaction:
+                yield transaction
+        else:
+            raw = engine.raw_connection()
             try:
-                yield DriverTransaction(cursor, info.dialect, info.schema)
-            except BaseException:
-                raw.rollback()
-                raise
-            raw.commit()
-        finally:
-            raw.close()
+                cursor = raw.cursor()
+                if info.writer_lock is not None:
+                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield DriverTransaction(cursor, info.dialect, info.schema)
+                except BaseException:
+                    raw.rollback()
+                    raise
+                raw.commit()
+            finally:
+                raw.close()
     if durable and write:
         _sync_wal(info)
 

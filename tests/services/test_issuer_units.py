@@ -8,6 +8,7 @@ never leak another exception.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -631,3 +632,28 @@ def test_sync_wal_is_a_no_op_without_a_wal_file(tmp_path: Path) -> None:
     engine.dispose()  # the last connection checkpoints and removes the WAL
     assert not (tmp_path / "db.sqlite3-wal").exists()
     db.sync_wal(engine)
+
+
+def test_driver_transactions_roll_back_and_survive_dispose(tmp_path: Path) -> None:
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.create_schema(engine)
+    insert = "INSERT INTO {issuer_nonces} (nonce, expires_at) VALUES (:nonce, 1)"
+    count = "SELECT COUNT(*) FROM {issuer_nonces}"
+    with pytest.raises(RuntimeError), db.driver_transaction(engine, write=True) as transaction:
+        transaction.execute(insert, {"nonce": "rolled back"})
+        raise RuntimeError("fail after the insert")
+    with db.driver_transaction(engine, write=True) as transaction:
+        assert transaction.execute(insert, {"nonce": "kept"}) == 1
+    engine.dispose()  # closes the per-thread connections; the next transaction opens one
+    with db.driver_transaction(engine, write=False) as transaction:
+        assert transaction.one(count) == (1,)
+
+    # Another thread works on a connection of its own, and sees the same committed data.
+    seen: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: seen.append(db.run_driver_write(engine, lambda t: t.one(count)))
+    )
+    worker.start()
+    worker.join()
+    assert seen == [(1,)]
+    engine.dispose()
