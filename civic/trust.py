@@ -23,11 +23,15 @@ Decisions the document leaves open, taken here:
   ``[not_before, not_after]`` gets ``key_outside_window``; revocations apply whatever their
   ``revoked_at`` (it records when the compromise happened).
 - The state is immutable from the outside and :meth:`TrustState.apply` costs O(log n): the
-  maps are small persistent hash tries. Folding is dominated by the Ed25519 checks, so
-  :meth:`TrustState.apply_many` takes a chunk of entries at a time, checks its signatures on
-  every thread at once (libsodium releases the GIL; no Python work runs meanwhile, or threads
-  leaving C would queue behind it for the GIL), then folds the chunk in order with exactly the
-  checks of :meth:`TrustState.apply`.
+  maps are small persistent hash tries. Both :meth:`TrustState.apply` and
+  :meth:`TrustState.apply_many` fold through one private, mutable builder that holds every
+  check once; ``apply_many`` builds no intermediate states and merges its new map items into
+  the tries in one pass at the end. Folding is dominated by the Ed25519 checks, so
+  ``apply_many`` takes a chunk of entries at a time, checks its signatures on every thread at
+  once (libsodium releases the GIL; no Python work runs meanwhile, or threads leaving C would
+  queue behind it for the GIL), then folds the chunk in order.
+- Leaves are parsed with the strict JSON parser and proven canonical by re-encoding the event
+  (through the C encoder :func:`civic.encoding.json_dumps_canonical` ends in, set up once).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import chain, islice
-from typing import Any, ClassVar, Generic, TypeVar
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from civic.clock import Clock, RandomBytes, system_clock, system_random
 from civic.encoding import (
@@ -87,7 +92,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Hosts are ASCII (IDNs in their punycode form); a path or query may follow, never a fragment.
 _URL = re.compile(
     r"(https|http)://([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
-    r"(?::([0-9]{1,5}))?(?:[/?][^\s#]*)?"
+    r"(?::([0-9]{1,5}))?(?:[/?][^\s#\x00-\x1f\x7f]*)?"
 )
 _LOOPBACK = re.compile(r"localhost|127(?:\.[0-9]{1,3}){3}|\[::1\]")
 _EVENT_ID = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
@@ -125,30 +130,36 @@ def _quorum(value: object) -> int:
 
 def _url(value: object, name: str) -> str:
     """An https URL, or http on a loopback host (for local deployments and tests)."""
-    text = _text(value, name)
-    match = _URL.fullmatch(text)
+    if not isinstance(value, str) or not value or len(value) > MAX_STRING:
+        raise _malformed(f"{name} must be a non-empty string of at most {MAX_STRING} characters")
+    # _URL admits no control character, so the separate search runs only to name the fault.
+    match = _URL.fullmatch(value)
     if match is None:
+        _text(value, name)
         raise _malformed(f"{name} must be an absolute http(s) URL with a host, no user or fragment")
     scheme, host, port = match.group(1, 2, 3)
     if port is not None and not 0 < int(port) < 65536:
         raise _malformed(f"{name} has a bad port")
     if scheme == "https" or _LOOPBACK.fullmatch(host):
-        return text
+        return value
     raise _malformed(f"{name} must be an https URL (http only for loopback)")
 
 
-def _public_key(value: object) -> tuple[dict[str, Any], PublicKey]:
+def _public_key(value: object, copy: bool) -> tuple[dict[str, Any], PublicKey]:
     if not isinstance(value, dict):
         raise MalformedError(ReasonCode.MALFORMED_JWK, "jwk must be a JSON object")
     # public_key_from_jwk raises malformed_jwk / unsupported_key_type / private_key_material.
-    # The copy keeps a caller's later edits out of an event already parsed.
-    return dict(value), public_key_from_jwk(value)
+    # The copy keeps a caller's later edits out of an event already parsed (JSON parsed here
+    # has no other holder).
+    return dict(value) if copy else value, public_key_from_jwk(value)
 
 
 def _vct_list(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise _malformed("vct must be a non-empty list of strings")
-    items = tuple(_text(item, "vct") for item in value)
+    for item in value:
+        _text(item, "vct")
+    items = tuple(value)
     if len(set(items)) != len(items):
         raise _malformed("vct lists a type twice")
     return items
@@ -341,6 +352,10 @@ def _allowed(value: object) -> tuple[AllowedCredential, ...]:
 
 def parse_event(event: object) -> Event:
     """Validate an event object (docs/registry.md, "Event types"); ``registry_entry_malformed``."""
+    return _parse_event(event, copy=True)
+
+
+def _parse_event(event: object, *, copy: bool) -> Event:
     if not isinstance(event, dict):
         raise _malformed("event must be a JSON object")
     kind = event.get("type")
@@ -357,26 +372,27 @@ def parse_event(event: object) -> Event:
         raise _malformed("id must be the base64url of 16 random bytes")
     time = _numeric_date(event["time"], "time")
     if kind == "governance.key.add":
-        jwk, key = _public_key(event["jwk"])
+        jwk, key = _public_key(event["jwk"], copy)
         quorum = _quorum(event["quorum"]) if "quorum" in event else None
         return GovernanceKeyAdd(event_id, time, _text(event["kid"], "kid"), jwk, key, quorum)
     if kind == "governance.key.remove":
         quorum = _quorum(event["quorum"]) if "quorum" in event else None
         return GovernanceKeyRemove(event_id, time, _text(event["kid"], "kid"), quorum)
     if kind == "issuer.key.add":
-        jwk, key = _public_key(event["jwk"])
+        jwk, key = _public_key(event["jwk"], copy)
         not_before, not_after = _window(event)
+        # Positional: the commonest event, and keywords cost a third more here.
         return IssuerKeyAdd(
             event_id,
             time,
-            issuer=_url(event["issuer"], "issuer"),
-            kid=_text(event["kid"], "kid"),
-            jwk=jwk,
-            public_key=key,
-            vct=_vct_list(event["vct"]),
-            status_base_url=_url(event["status_base_url"], "status_base_url"),
-            not_before=not_before,
-            not_after=not_after,
+            _url(event["issuer"], "issuer"),
+            _text(event["kid"], "kid"),
+            jwk,
+            key,
+            _vct_list(event["vct"]),
+            _url(event["status_base_url"], "status_base_url"),
+            not_before,
+            not_after,
         )
     if kind == "issuer.key.retire":
         return IssuerKeyRetire(
@@ -395,7 +411,7 @@ def parse_event(event: object) -> Event:
             _numeric_date(event["revoked_at"], "revoked_at"),
         )
     if kind == "verifier.add":
-        jwk, key = _public_key(event["jwk"])
+        jwk, key = _public_key(event["jwk"], copy)
         not_before, not_after = _window(event)
         return VerifierAdd(
             event_id,
@@ -497,8 +513,8 @@ def _allowed_to_json(value: object) -> object:
 # --- signed entries -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Signature:
+class _Signature(NamedTuple):
+    # A tuple: one is built per signature of every folded entry.
     kid: str
     alg: str
     signing_input: bytes
@@ -606,6 +622,7 @@ def _parse_signatures(signatures: object, payload_b64: str) -> tuple[_Signature,
     if len(signatures) > MAX_SIGNATURES:
         raise _malformed(f"more than {MAX_SIGNATURES} signatures")
     parsed: list[_Signature] = []
+    kids: set[str] = set()
     for token in signatures:
         if not isinstance(token, str) or len(token) > MAX_JWS_LENGTH:
             raise _malformed("a signature is not a compact JWS string")
@@ -624,10 +641,26 @@ def _parse_signatures(signatures: object, payload_b64: str) -> tuple[_Signature,
             )
         signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
         parsed.append(_Signature(kid, alg, signing_input, signature))
-    kids = [signature.kid for signature in parsed]
-    if len(set(kids)) != len(kids):
+        kids.add(kid)
+    if len(kids) != len(parsed):
         raise _malformed("two signatures name the same kid")
     return tuple(parsed)
+
+
+# json_dumps_canonical through the C encoder it ends in, built once: JSONEncoder's set-up per
+# call costs half as much as encoding an event. No cycle markers: parsed JSON has no cycles.
+_C_CANONICAL_ENCODER = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, None, encode_basestring, None, ":", ",", True, False, True)
+)
+
+
+def _canonical_json(value: Any) -> str:
+    """``json_dumps_canonical(value)`` for a value parsed from JSON (no cycles, JSON types)."""
+    if _C_CANONICAL_ENCODER is None:
+        return json_dumps_canonical(value)
+    return "".join(_C_CANONICAL_ENCODER(value, 0))
 
 
 def parse_entry(
@@ -640,7 +673,10 @@ def parse_entry(
     """
     raw: bytes | None = None
     if isinstance(data, bytes | str):
-        raw = data.encode("utf-8") if isinstance(data, str) else data
+        try:
+            raw = data.encode("utf-8") if isinstance(data, str) else data
+        except UnicodeEncodeError:
+            raise _malformed("entry is not JSON (malformed_utf8)") from None
         if len(raw) > MAX_ENTRY_BYTES:
             raise MalformedError(ReasonCode.INPUT_TOO_LARGE, "entry larger than the limit")
         try:
@@ -651,20 +687,27 @@ def parse_entry(
         obj = data
     else:
         raise _malformed("entry must be JSON bytes, text or an object")
-    if not isinstance(obj, Mapping) or set(obj) != _ENTRY_MEMBERS:
+    if not isinstance(obj, Mapping) or obj.keys() != _ENTRY_MEMBERS:
         raise _malformed('an entry is exactly {"event", "signatures"}')
     event_json = obj["event"]
-    event = parse_event(event_json)
+    # JSON parsed here is private to this call, so the event may keep its objects uncopied.
+    event = _parse_event(event_json, copy=raw is None)
     try:
-        event_bytes = json_dumps_canonical(event_json).encode("utf-8")
+        event_text = (
+            _canonical_json(event_json) if raw is not None else json_dumps_canonical(event_json)
+        )
+        event_bytes = event_text.encode("utf-8")
     except (TypeError, ValueError):
         raise _malformed("event is not JSON") from None
     signatures = obj["signatures"]
     if not isinstance(signatures, list):
         raise _malformed("signatures must be a non-empty list")
     entry = SignedEntry(event, signatures, _event_bytes=event_bytes)
-    if require_canonical and (raw is None or entry.leaf_bytes() != raw):
-        raise _malformed("entry is not in canonical JSON form")
+    if require_canonical:
+        if raw is None or entry._leaf != raw:
+            raise _malformed("entry is not in canonical JSON form")
+        # The caller's bytes, equal to the assembled leaf: one copy of the leaf, not two.
+        entry._leaf = raw
     return entry
 
 
@@ -837,6 +880,7 @@ _V = TypeVar("_V")
 _BITS = 5
 _MASK = (1 << _BITS) - 1
 _HASH_BITS = 64
+_HASH_MASK = (1 << _HASH_BITS) - 1
 _BUCKET_MAX = 8
 _EMPTY_NODE: tuple[Any, ...] = (None,) * (1 << _BITS)
 
@@ -855,7 +899,7 @@ def _node_set(
             new_child = _EMPTY_NODE
             for old_key, old_value in (*child.items(), (key, value)):
                 new_child, _ = _node_set(
-                    new_child, hash(old_key) & ((1 << _HASH_BITS) - 1), shift + _BITS, old_key,
+                    new_child, hash(old_key) & _HASH_MASK, shift + _BITS, old_key,
                     old_value,
                 )  # fmt: skip
         else:
@@ -865,6 +909,50 @@ def _node_set(
         new_child, added = _node_set(child, digest, shift + _BITS, key, value)
     copied = list(node)
     copied[index] = new_child
+    return tuple(copied), added
+
+
+def _node_merge(
+    node: tuple[Any, ...], items: Sequence[tuple[int, Any, Any]], shift: int
+) -> tuple[tuple[Any, ...], int]:
+    """``node`` with every ``(digest, key, value)`` set (distinct keys); and how many are new.
+
+    Copies each node once. The result has the shape a sequence of :func:`_node_set` gives: a
+    bucket becomes a node exactly when more than ``_BUCKET_MAX`` keys share its prefix (above
+    the last level).
+    """
+    groups: dict[int, list[tuple[int, Any, Any]]] = {}
+    for item in items:
+        index = (item[0] >> shift) & _MASK
+        group = groups.get(index)
+        if group is None:
+            groups[index] = [item]
+        else:
+            group.append(item)
+    copied = list(node)
+    added = 0
+    deeper = shift + _BITS < _HASH_BITS
+    for index, group in groups.items():
+        child = copied[index]
+        if child is None:
+            added += len(group)
+            if deeper and len(group) > _BUCKET_MAX:
+                copied[index], _ = _node_merge(_EMPTY_NODE, group, shift + _BITS)
+            else:
+                copied[index] = {key: value for _, key, value in group}
+        elif type(child) is dict:
+            bucket = dict(child)
+            for _, key, value in group:
+                bucket[key] = value
+            added += len(bucket) - len(child)
+            if deeper and len(bucket) > _BUCKET_MAX:
+                spread = [(hash(key) & _HASH_MASK, key, value) for key, value in bucket.items()]
+                copied[index], _ = _node_merge(_EMPTY_NODE, spread, shift + _BITS)
+            else:
+                copied[index] = bucket
+        else:
+            copied[index], more = _node_merge(child, group, shift + _BITS)
+            added += more
     return tuple(copied), added
 
 
@@ -891,7 +979,9 @@ class _PersistentMap(Generic[_K, _V]):
         self._length = length
 
     def get(self, key: _K) -> _V | None:
-        digest = hash(key) & ((1 << _HASH_BITS) - 1)
+        if not self._length:
+            return None
+        digest = hash(key) & _HASH_MASK
         node = self._root
         shift = 0
         while True:
@@ -908,8 +998,16 @@ class _PersistentMap(Generic[_K, _V]):
         return self.get(key) is not None
 
     def set(self, key: _K, value: _V) -> _PersistentMap[_K, _V]:
-        digest = hash(key) & ((1 << _HASH_BITS) - 1)
+        digest = hash(key) & _HASH_MASK
         root, added = _node_set(self._root, digest, 0, key, value)
+        return _PersistentMap(root, self._length + added)
+
+    def update(self, items: Mapping[_K, _V]) -> _PersistentMap[_K, _V]:
+        """The map with every item of ``items`` set: one pass, each changed node copied once."""
+        if not items:
+            return self
+        spread = [(hash(key) & _HASH_MASK, key, value) for key, value in items.items()]
+        root, added = _node_merge(self._root, spread, 0)
         return _PersistentMap(root, self._length + added)
 
     def items(self) -> Iterator[tuple[_K, _V]]:
@@ -956,10 +1054,7 @@ def compact_range_root(compact_range: Sequence[bytes]) -> bytes:
 
 # --- the trust state ------------------------------------------------------------------------
 
-_Preverified = tuple[tuple[PublicKey, bool] | None, ...]
-"""Per signature of an entry: the key it was checked against and the outcome, or None."""
-
-_CHUNK = 1024
+_CHUNK = 256
 """Entries whose signatures are checked together, on every thread at once."""
 
 
@@ -976,41 +1071,250 @@ def _default_workers() -> int:
     return min(7, (os.cpu_count() or 1) - 1)
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """Outcomes of a chunk's signatures checked ahead of folding, for :class:`_Folding`.
+
+    ``outcomes`` follows the chunk's entries in order and, within each, its signatures whose
+    kid is in ``keys`` (the governance keys when the chunk was checked), in order.
+    """
+
+    keys: Mapping[str, PublicKey]
+    outcomes: list[bool]
+
+
 def _preverify(
     chunk: Sequence[SignedEntry],
     keys: Mapping[str, PublicKey],
     pool: ThreadPoolExecutor,
     workers: int,
-) -> list[_Preverified]:
+) -> _Checked:
     """Check the chunk's signatures by ``keys`` on the pool's threads and this one.
 
     Each thread spends nearly all its time inside libsodium, which releases the GIL, so the
-    threads do not queue for it (they would behind a thread running Python code).
+    threads do not queue for it (they would behind a thread running Python code). Items that
+    are not entries are skipped here; folding rejects them in their turn.
     """
     tasks: list[tuple[PublicKey, _Signature]] = []
-    layout: list[list[int]] = []
     for entry in chunk:
-        if not isinstance(entry, SignedEntry):
-            raise UsageError(ReasonCode.MALFORMED_INPUT, "apply_many needs SignedEntry items")
-        positions = []
-        for signature in entry._signatures:
-            key = keys.get(signature.kid)
-            if key is None:
-                positions.append(-1)
-            else:
-                positions.append(len(tasks))
-                tasks.append((key, signature))
-        layout.append(positions)
+        if isinstance(entry, SignedEntry):
+            for signature in entry._signatures:
+                key = keys.get(signature.kid)
+                if key is not None:
+                    tasks.append((key, signature))
     step = -(-len(tasks) // (workers + 1)) or 1
     slices = [tasks[i : i + step] for i in range(0, len(tasks), step)]
     futures = [pool.submit(_verify_all, part) for part in slices[1:]]
-    results = _verify_all(slices[0]) if slices else []
+    outcomes = _verify_all(slices[0]) if slices else []
     for future in futures:
-        results.extend(future.result())
-    return [
-        tuple(None if p < 0 else (tasks[p][0], results[p]) for p in positions)
-        for positions in layout
-    ]
+        outcomes.extend(future.result())
+    return _Checked(keys, outcomes)
+
+
+class _Folding:
+    """The successor of ``base`` being built by one :meth:`TrustState.apply` or ``apply_many``.
+
+    Mutable and private to that call: the issuers, verifiers and event ids an entry changes
+    collect in plain dicts (an issuer's key map is copied from ``base`` once, then updated in
+    place) and :meth:`freeze` merges them into ``base``'s persistent maps in one pass. A call
+    that raises drops it, so ``base`` and every state before it stay as they were. Every check
+    of an entry is here, once, for both ways of folding.
+    """
+
+    __slots__ = (
+        "_checked",
+        "_cursor",
+        "base",
+        "event_ids",
+        "governance",
+        "governance_kids",
+        "issuers",
+        "size",
+        "stack",
+        "verifiers",
+    )
+
+    def __init__(self, base: TrustState) -> None:
+        self.base = base
+        self.governance = base._governance
+        self.governance_kids = base._governance_kids
+        self.size = base._size
+        self.stack = list(base._range)
+        self.issuers: dict[str, dict[str, IssuerKey]] = {}
+        self.verifiers: dict[str, AccreditedVerifier] = {}
+        self.event_ids: dict[str, int] = {}
+        self._checked: _Checked | None = None
+        self._cursor = 0
+
+    def expect(self, checked: _Checked) -> None:
+        """Outcomes for the entries about to be added (see :func:`_preverify`)."""
+        self._checked = checked
+        self._cursor = 0
+
+    def freeze(self) -> TrustState:
+        base = self.base
+        if self.size == base._size:
+            return base
+        state = object.__new__(TrustState)
+        state._governance = self.governance
+        state._governance_kids = self.governance_kids
+        state._issuers = base._issuers.update(self.issuers)
+        state._verifiers = base._verifiers.update(self.verifiers)
+        state._event_ids = base._event_ids.update(self.event_ids)
+        state._size = self.size
+        state._range = tuple(self.stack)
+        return state
+
+    def add(self, entry: SignedEntry) -> None:
+        """Fold ``entry``; raises with its reason code and log index."""
+        if not isinstance(entry, SignedEntry):
+            raise UsageError(ReasonCode.MALFORMED_INPUT, "apply needs a SignedEntry")
+        event = entry.event
+        try:
+            if event.id in self.event_ids or event.id in self.base._event_ids:
+                raise VerificationError(
+                    ReasonCode.REGISTRY_ENTRY_DUPLICATE, "event id already in the log"
+                )
+            self._check_signatures(entry)
+            if isinstance(event, IssuerKeyAdd | IssuerKeyRetire | IssuerKeyRevoke):
+                self._fold_issuer(event)
+            elif isinstance(event, VerifierAdd | VerifierRevoke):
+                self._fold_verifier(event)
+            else:
+                self._fold_governance(event)
+        except CivicError as error:
+            # The same class and reason, with the log index for operators.
+            raise type(error)(error.reason, f"entry {self.size}: {error.detail}") from None
+        index = self.size
+        self.event_ids[event.id] = index
+        digest, stack = entry.leaf_hash(), self.stack
+        while index & 1:
+            digest = node_hash(stack.pop(), digest)
+            index >>= 1
+        stack.append(digest)
+        self.size += 1
+
+    def _check_signatures(self, entry: SignedEntry) -> None:
+        keys = self.governance.keys
+        checked = self._checked
+        valid = 0
+        for signature in entry._signatures:
+            # Consume this signature's outcome, if it has one, whatever happens to it next.
+            checked_key = checked.keys.get(signature.kid) if checked is not None else None
+            if checked_key is not None:
+                assert checked is not None
+                outcome = checked.outcomes[self._cursor]
+                self._cursor += 1
+            key = keys.get(signature.kid)
+            if key is None:
+                continue
+            # The governance keys may have changed since the chunk was checked.
+            ok = outcome if key is checked_key else _verify_signature(key, signature)
+            if not ok:
+                raise VerificationError(
+                    ReasonCode.GOVERNANCE_SIGNATURE_INVALID,
+                    f"governance signature by {signature.kid!r} does not verify",
+                )
+            # Kids within an entry are distinct (parsing) and so are the keys of distinct
+            # governance kids (GovernanceConfig, governance.key.add): counting valid signatures
+            # counts distinct keys.
+            valid += 1
+        if valid < self.governance.quorum:
+            raise VerificationError(
+                ReasonCode.GOVERNANCE_QUORUM_NOT_MET,
+                f"{valid} valid governance signatures, {self.governance.quorum} needed",
+            )
+
+    def _fold_governance(self, event: GovernanceKeyAdd | GovernanceKeyRemove) -> None:
+        keys = dict(self.governance.keys)
+        if isinstance(event, GovernanceKeyAdd):
+            if event.kid in self.governance_kids:
+                raise VerificationError(ReasonCode.DUPLICATE_KID, "governance kid already used")
+            if event.public_key in set(keys.values()):
+                raise VerificationError(
+                    ReasonCode.DUPLICATE_KID, "key is already a governance key under another kid"
+                )
+            keys[event.kid] = event.public_key
+        else:
+            if event.kid not in keys:
+                raise VerificationError(ReasonCode.KEY_UNKNOWN, "no current governance key kid")
+            del keys[event.kid]
+        quorum = event.quorum if event.quorum is not None else self.governance.quorum
+        if quorum > len(keys):
+            raise VerificationError(
+                ReasonCode.GOVERNANCE_QUORUM_NOT_MET,
+                f"{len(keys)} governance keys would remain for a quorum of {quorum}",
+            )
+        self.governance = GovernanceConfig(keys, quorum)
+        self.governance_kids = self.governance_kids | {event.kid}
+
+    def _issuer_keys(self, issuer: str) -> dict[str, IssuerKey] | None:
+        """The issuer's key map owned by this folding (copied from ``base`` on first use)."""
+        keys = self.issuers.get(issuer)
+        if keys is None:
+            known = self.base._issuers.get(issuer)
+            if known is not None:
+                keys = self.issuers[issuer] = dict(known)
+        return keys
+
+    def _fold_issuer(self, event: IssuerKeyAdd | IssuerKeyRetire | IssuerKeyRevoke) -> None:
+        keys = self._issuer_keys(event.issuer)
+        if isinstance(event, IssuerKeyAdd):
+            if keys is None:
+                keys = self.issuers[event.issuer] = {}
+            elif event.kid in keys:
+                raise VerificationError(ReasonCode.DUPLICATE_KID, "issuer already has this kid")
+            keys[event.kid] = IssuerKey(
+                event.issuer,
+                event.kid,
+                event.public_key,
+                event.vct,
+                event.status_base_url,
+                event.not_before,
+                event.not_after,
+                self.size,
+            )
+            return
+        if keys is None:
+            raise VerificationError(ReasonCode.ISSUER_UNKNOWN, "issuer is not in the registry")
+        key = keys.get(event.kid)
+        if key is None:
+            raise VerificationError(ReasonCode.KEY_UNKNOWN, "issuer has no key with this kid")
+        if key.revoked_at is not None:
+            raise VerificationError(ReasonCode.KEY_REVOKED, "issuer key is already revoked")
+        if isinstance(event, IssuerKeyRetire):
+            if key.retired_at is not None:
+                raise VerificationError(ReasonCode.KEY_RETIRED, "issuer key is already retired")
+            keys[event.kid] = replace(key, retired_at=event.retired_at, retired_index=self.size)
+        else:
+            keys[event.kid] = replace(key, revoked_at=event.revoked_at, revoked_index=self.size)
+
+    def _fold_verifier(self, event: VerifierAdd | VerifierRevoke) -> None:
+        known = self.verifiers.get(event.verifier)
+        if known is None:
+            known = self.base._verifiers.get(event.verifier)
+        if isinstance(event, VerifierAdd):
+            if known is not None and event.kid in known.kids:
+                raise VerificationError(ReasonCode.DUPLICATE_KID, "verifier already used this kid")
+            self.verifiers[event.verifier] = AccreditedVerifier(
+                verifier=event.verifier,
+                kid=event.kid,
+                public_key=event.public_key,
+                purpose=event.purpose,
+                allowed=event.allowed,
+                not_before=event.not_before,
+                not_after=event.not_after,
+                added_index=self.size,
+                kids=(known.kids if known is not None else frozenset()) | {event.kid},
+            )
+            return
+        if known is None:
+            raise VerificationError(ReasonCode.VERIFIER_UNKNOWN, "verifier is not in the registry")
+        if known.revoked_at is not None:
+            raise VerificationError(ReasonCode.VERIFIER_REVOKED, "verifier is already revoked")
+        self.verifiers[event.verifier] = replace(
+            known, revoked_at=event.revoked_at, revoked_index=self.size
+        )
 
 
 class TrustState:
@@ -1053,29 +1357,6 @@ class TrustState:
         state._event_ids = _PersistentMap()
         state._size = 0
         state._range = ()
-        return state
-
-    def _derive(
-        self,
-        entry: SignedEntry,
-        *,
-        governance: GovernanceConfig | None = None,
-        governance_kids: frozenset[str] | None = None,
-        issuers: _PersistentMap[str, Mapping[str, IssuerKey]] | None = None,
-        verifiers: _PersistentMap[str, AccreditedVerifier] | None = None,
-    ) -> TrustState:
-        """The successor state with ``entry`` appended and the given parts replaced."""
-        state = object.__new__(TrustState)
-        index = self._size
-        state._size = index + 1
-        state._range = compact_range_append(self._range, index, (entry.leaf_hash(),))
-        state._event_ids = self._event_ids.set(entry.event.id, index)
-        state._governance = self._governance if governance is None else governance
-        state._governance_kids = (
-            self._governance_kids if governance_kids is None else governance_kids
-        )
-        state._issuers = self._issuers if issuers is None else issuers
-        state._verifiers = self._verifiers if verifiers is None else verifiers
         return state
 
     # -- reading ----------------------------------------------------------------------------
@@ -1191,7 +1472,9 @@ class TrustState:
 
     def apply(self, entry: SignedEntry) -> TrustState:
         """The state after ``entry``; raises with the entry's reason code, changing nothing."""
-        return self._apply(entry, None)
+        folding = _Folding(self)
+        folding.add(entry)
+        return folding.freeze()
 
     def apply_many(
         self, entries: Iterable[SignedEntry], *, workers: int | None = None
@@ -1202,154 +1485,25 @@ class TrustState:
         current governance keys are checked on ``workers`` extra threads plus this one
         (default: one per further CPU, at most 7; 0 checks them inline), then the chunk is
         folded, looking the outcomes up. Should the governance keys change inside a chunk, an
-        entry signed by a key other than the one checked verifies inline.
+        entry signed by a key other than the one checked verifies inline. No intermediate
+        state is built: the new issuers, verifiers and event ids join the persistent maps once,
+        at the end.
         """
         workers = _default_workers() if workers is None else workers
+        folding = _Folding(self)
         iterator = iter(entries)
         chunk = list(islice(iterator, _CHUNK))
-        state = self
         if workers < 1 or len(chunk) < _CHUNK // 4:
             for entry in chain(chunk, iterator):
-                state = state._apply(entry, None)
-            return state
+                folding.add(entry)
+            return folding.freeze()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="civic-trust") as pool:
             while chunk:
-                hints = _preverify(chunk, state._governance.keys, pool, workers)
-                for entry, hint in zip(chunk, hints, strict=True):
-                    state = state._apply(entry, hint)
+                folding.expect(_preverify(chunk, folding.governance.keys, pool, workers))
+                for entry in chunk:
+                    folding.add(entry)
                 chunk = list(islice(iterator, _CHUNK))
-        return state
-
-    def _apply(self, entry: SignedEntry, hint: _Preverified | None) -> TrustState:
-        if not isinstance(entry, SignedEntry):
-            raise UsageError(ReasonCode.MALFORMED_INPUT, "apply needs a SignedEntry")
-        try:
-            if entry.event.id in self._event_ids:
-                raise VerificationError(
-                    ReasonCode.REGISTRY_ENTRY_DUPLICATE, "event id already in the log"
-                )
-            self._check_signatures(entry, hint)
-            return self._fold(entry)
-        except CivicError as error:
-            # The same class and reason, with the log index for operators.
-            raise type(error)(error.reason, f"entry {self._size}: {error.detail}") from None
-
-    def _check_signatures(self, entry: SignedEntry, hint: _Preverified | None) -> None:
-        keys = self._governance.keys
-        signed_by: set[PublicKey] = set()
-        for position, signature in enumerate(entry._signatures):
-            key = keys.get(signature.kid)
-            if key is None:
-                continue
-            known = hint[position] if hint is not None else None
-            if known is not None and known[0] == key:
-                ok = known[1]
-            else:
-                ok = _verify_signature(key, signature)
-            if not ok:
-                raise VerificationError(
-                    ReasonCode.GOVERNANCE_SIGNATURE_INVALID,
-                    f"governance signature by {signature.kid!r} does not verify",
-                )
-            signed_by.add(key)
-        if len(signed_by) < self._governance.quorum:
-            raise VerificationError(
-                ReasonCode.GOVERNANCE_QUORUM_NOT_MET,
-                f"{len(signed_by)} valid governance signatures, {self._governance.quorum} needed",
-            )
-
-    def _fold(self, entry: SignedEntry) -> TrustState:
-        event = entry.event
-        if isinstance(event, IssuerKeyAdd | IssuerKeyRetire | IssuerKeyRevoke):
-            return self._derive(entry, issuers=self._fold_issuer(event, self._size))
-        if isinstance(event, VerifierAdd | VerifierRevoke):
-            return self._derive(entry, verifiers=self._fold_verifier(event, self._size))
-        governance, kids = self._fold_governance(event)
-        return self._derive(entry, governance=governance, governance_kids=kids)
-
-    def _fold_governance(
-        self, event: GovernanceKeyAdd | GovernanceKeyRemove
-    ) -> tuple[GovernanceConfig, frozenset[str]]:
-        keys = dict(self._governance.keys)
-        if isinstance(event, GovernanceKeyAdd):
-            if event.kid in self._governance_kids:
-                raise VerificationError(ReasonCode.DUPLICATE_KID, "governance kid already used")
-            if event.public_key in set(keys.values()):
-                raise VerificationError(
-                    ReasonCode.DUPLICATE_KID, "key is already a governance key under another kid"
-                )
-            keys[event.kid] = event.public_key
-        else:
-            if event.kid not in keys:
-                raise VerificationError(ReasonCode.KEY_UNKNOWN, "no current governance key kid")
-            del keys[event.kid]
-        quorum = event.quorum if event.quorum is not None else self._governance.quorum
-        if quorum > len(keys):
-            raise VerificationError(
-                ReasonCode.GOVERNANCE_QUORUM_NOT_MET,
-                f"{len(keys)} governance keys would remain for a quorum of {quorum}",
-            )
-        return GovernanceConfig(keys, quorum), self._governance_kids | {event.kid}
-
-    def _fold_issuer(
-        self, event: IssuerKeyAdd | IssuerKeyRetire | IssuerKeyRevoke, index: int
-    ) -> _PersistentMap[str, Mapping[str, IssuerKey]]:
-        known = self._issuers.get(event.issuer)
-        keys = dict(known) if known is not None else {}
-        if isinstance(event, IssuerKeyAdd):
-            if event.kid in keys:
-                raise VerificationError(ReasonCode.DUPLICATE_KID, "issuer already has this kid")
-            keys[event.kid] = IssuerKey(
-                issuer=event.issuer,
-                kid=event.kid,
-                public_key=event.public_key,
-                vct=event.vct,
-                status_base_url=event.status_base_url,
-                not_before=event.not_before,
-                not_after=event.not_after,
-                added_index=index,
-            )
-            return self._issuers.set(event.issuer, keys)
-        if known is None:
-            raise VerificationError(ReasonCode.ISSUER_UNKNOWN, "issuer is not in the registry")
-        key = keys.get(event.kid)
-        if key is None:
-            raise VerificationError(ReasonCode.KEY_UNKNOWN, "issuer has no key with this kid")
-        if key.revoked_at is not None:
-            raise VerificationError(ReasonCode.KEY_REVOKED, "issuer key is already revoked")
-        if isinstance(event, IssuerKeyRetire):
-            if key.retired_at is not None:
-                raise VerificationError(ReasonCode.KEY_RETIRED, "issuer key is already retired")
-            keys[event.kid] = replace(key, retired_at=event.retired_at, retired_index=index)
-        else:
-            keys[event.kid] = replace(key, revoked_at=event.revoked_at, revoked_index=index)
-        return self._issuers.set(event.issuer, keys)
-
-    def _fold_verifier(
-        self, event: VerifierAdd | VerifierRevoke, index: int
-    ) -> _PersistentMap[str, AccreditedVerifier]:
-        known = self._verifiers.get(event.verifier)
-        if isinstance(event, VerifierAdd):
-            if known is not None and event.kid in known.kids:
-                raise VerificationError(ReasonCode.DUPLICATE_KID, "verifier already used this kid")
-            accredited = AccreditedVerifier(
-                verifier=event.verifier,
-                kid=event.kid,
-                public_key=event.public_key,
-                purpose=event.purpose,
-                allowed=event.allowed,
-                not_before=event.not_before,
-                not_after=event.not_after,
-                added_index=index,
-                kids=(known.kids if known is not None else frozenset()) | {event.kid},
-            )
-            return self._verifiers.set(event.verifier, accredited)
-        if known is None:
-            raise VerificationError(ReasonCode.VERIFIER_UNKNOWN, "verifier is not in the registry")
-        if known.revoked_at is not None:
-            raise VerificationError(ReasonCode.VERIFIER_REVOKED, "verifier is already revoked")
-        revoked = replace(known, revoked_at=event.revoked_at, revoked_index=index)
-        return self._verifiers.set(event.verifier, revoked)
+        return folding.freeze()
 
     def __repr__(self) -> str:
         return f"TrustState(size={self._size}, root={b64std_encode(self.root)})"

@@ -806,6 +806,65 @@ def test_persistent_map_matches_a_dict_and_keeps_old_versions(
     assert current.get("absent") is None
 
 
+def _trie_shape(node: tuple[Any, ...]) -> Any:
+    return tuple(
+        None if child is None else dict(child) if type(child) is dict else _trie_shape(child)
+        for child in node
+    )
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(st.tuples(st.integers(0, 300), st.integers()), max_size=120),
+    st.lists(st.dictionaries(st.integers(0, 400), st.integers(), max_size=150), max_size=4),
+    st.booleans(),
+)
+def test_persistent_map_update_equals_one_set_at_a_time(
+    first: list[tuple[int, int]], batches: list[dict[int, int]], colliding: bool
+) -> None:
+    def key(number: int) -> Any:
+        return _Collider(f"k{number}", number % 5) if colliding else f"k{number}"
+
+    base: trust._PersistentMap[Any, int] = trust._PersistentMap()
+    for number, value in first:
+        base = base.set(key(number), value)
+    before = dict(base.items())
+    stepped, merged = base, base
+    for batch in batches:
+        items = {key(number): value for number, value in batch.items()}
+        for item_key, value in items.items():
+            stepped = stepped.set(item_key, value)
+        merged = merged.update(items)
+        assert len(merged) == len(stepped)
+        assert dict(merged.items()) == dict(stepped.items())
+        # The same trie, not merely the same items: bulk merges keep buckets small.
+        assert _trie_shape(merged._root) == _trie_shape(stepped._root)
+    assert dict(base.items()) == before  # older versions untouched
+    assert base.update({}) is base
+
+
+@settings(max_examples=50)
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+        max_leaves=8,
+    )
+)
+def test_canonical_json_matches_the_encoding_module(value: Any) -> None:
+    assert trust._canonical_json(value) == json_dumps_canonical(value)
+
+
+def test_entry_text_that_is_not_unicode_is_malformed() -> None:
+    with pytest.raises(MalformedError) as caught:
+        parse_entry("\ud800")
+    assert caught.value.reason is ReasonCode.REGISTRY_ENTRY_MALFORMED
+
+
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     # Exercise the threaded path without signing a thousand entries.
