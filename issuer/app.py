@@ -277,6 +277,8 @@ def create_app(
     )
     app.state.context = context
     app.state.flow = flow
+    # The wallet's hot endpoints first: routes are matched in order.
+    app.router.routes.extend(oid4vci_routes.wallet_routes)
     app.include_router(oid4vci_routes.router)
     app.include_router(status_routes.router)
     app.include_router(admin_routes.router)
