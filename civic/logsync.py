@@ -271,6 +271,8 @@ class _LeafStream:
 
     Hashes go into a compact range (right-edge subtree roots, RFC 9162 section 2.1.1) that
     starts from the trusted one, so the final root covers the old tree plus every new leaf.
+    The folded state takes its compact range from here too (:meth:`folded_range`): hashing
+    each leaf once serves both the root check and the state.
     """
 
     def __init__(
@@ -290,22 +292,22 @@ class _LeafStream:
         self.position = state.size
         self._hashed = state.size
         self._stack = list(state.compact_range)
+        self._yielded_range: tuple[int, tuple[bytes, ...]] | None = None
         self.failure: CivicError | None = None
         self.parse_error: CivicError | None = None
 
-    def next_leaf(self) -> bytes | None:
-        if self._offset == len(self._page):
-            if self.position >= self._end:
-                return None
-            try:
-                self._next_page()
-            except CivicError as error:
-                self.failure = error
-                raise
-        leaf = self._page[self._offset]
-        self._offset += 1
-        self.position += 1
-        return leaf
+    def _has_leaf(self) -> bool:
+        """True when ``_page[_offset]`` is the next leaf, fetching a page when needed."""
+        if self._offset < len(self._page):
+            return True
+        if self.position >= self._end:
+            return False
+        try:
+            self._next_page()
+        except CivicError as error:
+            self.failure = error
+            raise
+        return True
 
     def _next_page(self) -> None:
         position, end = self.position, self._end
@@ -328,7 +330,7 @@ class _LeafStream:
         self._page = page
         self._offset = 0
 
-    def add_hash(self, digest: bytes) -> None:
+    def _add_hash(self, digest: bytes) -> None:
         stack, index = self._stack, self._hashed
         while index & 1:
             digest = node_hash(stack.pop(), digest)
@@ -339,23 +341,39 @@ class _LeafStream:
     def root(self) -> bytes:
         return compact_range_root(self._stack)
 
+    def folded_range(self) -> tuple[int, tuple[bytes, ...]]:
+        """Size and compact range of the tree up to the last entry :meth:`entries` yielded."""
+        if self._yielded_range is not None:
+            return self._yielded_range
+        return self._hashed, tuple(self._stack)
+
     def entries(self) -> Iterator[SignedEntry]:
         """Parse and hash leaves; stop (recording the error) at the first unparsable one."""
-        while (leaf := self.next_leaf()) is not None:
-            try:
-                entry = parse_entry(leaf, require_canonical=True)
-            except CivicError as error:
-                self.add_hash(leaf_hash(leaf))
-                index = self.position - 1
-                self.parse_error = type(error)(error.reason, f"entry {index}: {error.detail}")
-                return
-            self.add_hash(entry.leaf_hash())
-            yield entry
+        while self._has_leaf():
+            page = self._page
+            for offset in range(self._offset, len(page)):
+                leaf = page[offset]
+                self._offset = offset + 1
+                self.position += 1
+                try:
+                    entry = parse_entry(leaf, require_canonical=True)
+                except CivicError as error:
+                    self._yielded_range = (self._hashed, tuple(self._stack))
+                    self._add_hash(leaf_hash(leaf))
+                    index = self.position - 1
+                    self.parse_error = type(error)(error.reason, f"entry {index}: {error.detail}")
+                    return
+                self._add_hash(entry.leaf_hash())
+                yield entry
 
     def drain(self) -> None:
         """Hash whatever the fold left unread."""
-        while (leaf := self.next_leaf()) is not None:
-            self.add_hash(leaf_hash(leaf))
+        while self._has_leaf():
+            page = self._page
+            for leaf in page[self._offset :]:
+                self._add_hash(leaf_hash(leaf))
+            self.position += len(page) - self._offset
+            self._offset = len(page)
 
 
 def _fetch_and_fold(
@@ -376,7 +394,7 @@ def _fetch_and_fold(
     stream = _LeafStream(fetch, state, checkpoint.size, page_size, retained)
     fold_error: CivicError | None = None
     try:
-        state = state.apply_many(stream.entries(), workers=workers)
+        state = state._apply_many(stream.entries(), workers, stream.folded_range)
     except CivicError as error:
         if stream.failure is not None:
             raise stream.failure from None

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -1124,6 +1124,7 @@ class _Folding:
     __slots__ = (
         "_checked",
         "_cursor",
+        "_hashed",
         "base",
         "event_ids",
         "governance",
@@ -1134,8 +1135,13 @@ class _Folding:
         "verifiers",
     )
 
-    def __init__(self, base: TrustState) -> None:
+    def __init__(
+        self,
+        base: TrustState,
+        hashed: Callable[[], tuple[int, tuple[bytes, ...]]] | None = None,
+    ) -> None:
         self.base = base
+        self._hashed = hashed
         self.governance = base._governance
         self.governance_kids = base._governance_kids
         self.size = base._size
@@ -1162,7 +1168,12 @@ class _Folding:
         state._verifiers = base._verifiers.update(self.verifiers)
         state._event_ids = base._event_ids.update(self.event_ids)
         state._size = self.size
-        state._range = tuple(self.stack)
+        if self._hashed is None:
+            state._range = tuple(self.stack)
+        else:
+            size, state._range = self._hashed()
+            if size != self.size or len(state._range) != size.bit_count():
+                raise UsageError(ReasonCode.INDEX_OUT_OF_RANGE, "hashed leaves do not match")
         return state
 
     def add(self, entry: SignedEntry) -> None:
@@ -1187,12 +1198,13 @@ class _Folding:
             raise type(error)(error.reason, f"entry {self.size}: {error.detail}") from None
         index = self.size
         self.event_ids[event.id] = index
-        digest, stack = entry.leaf_hash(), self.stack
-        while index & 1:
-            digest = node_hash(stack.pop(), digest)
-            index >>= 1
-        stack.append(digest)
-        self.size += 1
+        self.size = index + 1
+        if self._hashed is None:
+            digest, stack = entry.leaf_hash(), self.stack
+            while index & 1:
+                digest = node_hash(stack.pop(), digest)
+                index >>= 1
+            stack.append(digest)
 
     def _check_signatures(self, entry: SignedEntry) -> None:
         keys = self.governance.keys
@@ -1489,8 +1501,22 @@ class TrustState:
         state is built: the new issuers, verifiers and event ids join the persistent maps once,
         at the end.
         """
+        return self._apply_many(entries, workers, None)
+
+    def _apply_many(
+        self,
+        entries: Iterable[SignedEntry],
+        workers: int | None,
+        hashed: Callable[[], tuple[int, tuple[bytes, ...]]] | None,
+    ) -> TrustState:
+        """:meth:`apply_many`; ``hashed`` is for a caller that hashes the leaves anyway.
+
+        ``hashed()`` gives the tree size and compact range of ``self``'s leaves plus every
+        entry taken from ``entries`` (civic.logsync hashes them to check the log's root):
+        the folding then leaves the Merkle hashing to it.
+        """
         workers = _default_workers() if workers is None else workers
-        folding = _Folding(self)
+        folding = _Folding(self, hashed)
         iterator = iter(entries)
         chunk = list(islice(iterator, _CHUNK))
         if workers < 1 or len(chunk) < _CHUNK // 4:
