@@ -53,7 +53,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -80,6 +82,8 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Field, SQLModel
 
+BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite writer waits for another connection's write lock."""
 _SQLITE_BEGIN = "issuer_sqlite_begin"
 _SCHEMA_LOCK_KEY = 0x43495649435F4953  # "CIVIC_IS": serialises table creation on PostgreSQL
 # PostgreSQL SQLSTATEs after which a whole transaction may simply be run again.
@@ -217,7 +221,7 @@ def create_engine(url: str, *, schema: str | None = None) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
             # Deleted claims are overwritten in the file, not just unlinked from the b-tree.
             cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
@@ -431,6 +435,35 @@ def _driver_info(engine: Engine) -> _DriverInfo:
     return info
 
 
+_FIRST_BUSY_WAIT = 50e-6
+_LONGEST_BUSY_WAIT = 2e-3
+
+
+def _begin_immediate(cursor: Any) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another process's writer in short steps.
+
+    SQLite's busy handler sleeps 1, 2, 5, 10 ... ms between attempts, while a writer of the
+    other worker process holds the lock for some 50-100 us; on the event loop that sleep
+    stalls every request of the worker. Here the handler is off for this one statement and
+    the wait starts at 50 us, doubling up to 2 ms, for at most ``BUSY_TIMEOUT`` seconds.
+    """
+    cursor.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        wait = _FIRST_BUSY_WAIT
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() + wait > deadline:
+                    raise
+            time.sleep(wait)
+            wait = min(2 * wait, _LONGEST_BUSY_WAIT)
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+
+
 @contextmanager
 def _sqlite_thread_transaction(
     info: _DriverInfo, connections: _ThreadConnections, *, write: bool
@@ -438,7 +471,10 @@ def _sqlite_thread_transaction(
     connection = connections.get()
     cursor = connection.cursor()
     try:
-        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        if write:
+            _begin_immediate(cursor)
+        else:
+            cursor.execute("BEGIN")
     except BaseException:
         connections.discard()
         raise

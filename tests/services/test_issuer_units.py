@@ -8,7 +8,9 @@ never leak another exception.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -656,4 +658,28 @@ def test_driver_transactions_roll_back_and_survive_dispose(tmp_path: Path) -> No
     worker.start()
     worker.join()
     assert seen == [(1,)]
+    engine.dispose()
+
+
+def test_a_writer_waits_for_another_process_lock_in_short_steps(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    engine = db.create_engine(f"sqlite:///{path}")
+    db.create_schema(engine)
+    # Another process's writer, as SQLite sees it: a connection of its own holding the lock.
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+
+    def release_later() -> None:
+        time.sleep(0.03)
+        other.execute("COMMIT")
+        released.set()
+
+    threading.Thread(target=release_later).start()
+    with db.driver_transaction(engine, write=True) as transaction:
+        assert released.is_set()  # it waited for the lock instead of failing
+        transaction.execute("INSERT INTO {issuer_nonces} (nonce, expires_at) VALUES ('n', 1)")
+    other.close()
+    with db.driver_transaction(engine, write=False) as transaction:
+        assert transaction.one("SELECT nonce FROM {issuer_nonces}") == ("n",)
     engine.dispose()
