@@ -183,9 +183,34 @@ def create_engine(url: str, *, schema: str | None = None) -> Engine:
     return engine
 
 
+def _sqlite_lock_path(engine: Engine) -> str | None:
+    """The lock file our writers of one SQLite database file take turns on (None: memory)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return f"{database}-writer.lock"
+
+
+@contextmanager
+def _sqlite_turn(engine: Engine) -> Iterator[None]:
+    """This process's turn on the database file's writer lock, waiting for it (SQLite only)."""
+    path = _sqlite_lock_path(engine)
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the tables if missing; safe when several replicas start at once."""
-    with engine.begin() as connection:
+    """Create the tables if missing; safe when several replicas or workers start at once
+    (PostgreSQL: an advisory lock; SQLite: the writers' lock file, else two workers both
+    find a table missing and the second fails to create it)."""
+    with _sqlite_turn(engine), engine.begin() as connection:
         if engine.dialect.name != "sqlite":
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
@@ -264,11 +289,7 @@ class Writer:
         self._commits = 0
         self._checkpoint_queued = False
         self._closed = False
-        database = engine.url.database
-        if self._batched and database and database != ":memory:":
-            self._lock_path: str | None = f"{database}-writer.lock"
-        else:
-            self._lock_path = None
+        self._lock_path = _sqlite_lock_path(engine)
 
     @property
     def batched(self) -> bool:

@@ -5,6 +5,7 @@ spendable (what makes ``synchronous=NORMAL`` safe)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -270,3 +271,24 @@ def test_the_audit_row_names_every_column_of_the_table() -> None:
     assert statement.startswith("INSERT INTO verifier_audit (")
     assert named.split(", ") == columns
     assert statement.count("?") == len(columns)
+
+
+def _create_schema_at_once(url: str, barrier: Any) -> None:
+    engine = create_engine(url)
+    barrier.wait(10)
+    create_schema(engine)
+    engine.dispose()
+
+
+def test_workers_starting_at_once_create_the_tables_once(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    barrier = context.Barrier(4)
+    workers = [
+        context.Process(target=_create_schema_at_once, args=(url, barrier)) for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
