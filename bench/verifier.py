@@ -1,8 +1,9 @@
 """Verifier throughput (issue 5, "Benchmark"): offline verifications per second over HTTP.
 
-Contenders, each served by ``uvicorn --workers 2`` on 127.0.0.1 and driven by ``wrk`` (one
-thread, 32 connections, closed loop: a new request only when an answer came back), in rounds
-interleaved so that a shared machine's noise falls on all of them alike:
+Contenders, each served by two uvicorn worker processes on 127.0.0.1 (each on its own
+``SO_REUSEPORT`` socket: see :class:`Uvicorn`) and driven by ``wrk`` (one thread, 32
+connections, closed loop: a new request only when an answer came back), in rounds interleaved
+so that a shared machine's noise falls on all of them alike:
 
 - ``civic_full``: the verifier service's ``POST /verify`` with a packed offline QR text
   (``CW1:``) holding an SD-JWT VC and a fresh KB-JWT, under the ``bar-entry`` policy: staff
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import socket
@@ -39,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
@@ -56,6 +59,7 @@ from civic.encoding import b64url_decode
 from civic.qr import is_packed, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
+SS = shutil.which("ss") or "/usr/bin/ss"
 WORKERS = 2
 CONNECTIONS = 32
 QUICK = os.environ.get("CIVIC_BENCH_QUICK") == "1"  # a smoke run while working on it
@@ -164,7 +168,15 @@ def free_port() -> int:
 
 
 class Uvicorn:
-    """``uvicorn <target> --workers 2`` in a subprocess."""
+    """``WORKERS`` uvicorn processes serving ``target`` on one loopback port.
+
+    Not ``uvicorn --workers``: its workers share one listening socket, and asyncio accepts a
+    whole burst of connections in whichever worker wakes first, so all 32 of wrk's keep-alive
+    connections landed on one worker (seen with ``ss``) and the other idled. Here each process
+    listens on a socket of its own with ``SO_REUSEPORT`` and the kernel spreads the connections
+    over them, as a balancer in front of the workers would. Each run records how they fell.
+    The sockets also get TCP_NODELAY on every connection (see :func:`serve`).
+    """
 
     def __init__(self, target: str, env: Mapping[str, str], log: Path, *, factory: bool = False):
         self.port = free_port()
@@ -172,53 +184,81 @@ class Uvicorn:
         self._command = [
             sys.executable,
             "-m",
-            "uvicorn",
+            "bench.verifier",
+            "serve",
             target,
-            "--host",
-            "127.0.0.1",
-            "--port",
             str(self.port),
-            "--workers",
-            str(WORKERS),
-            "--log-level",
-            "warning",
-            "--no-access-log",
             *(["--factory"] if factory else []),
         ]
         self._env = dict(env)
         self._log = log
-        self._process: subprocess.Popen[bytes] | None = None
+        self._processes: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Uvicorn:
         with self._log.open("ab") as log:
-            self._process = subprocess.Popen(  # noqa: S603 -- fixed arguments
-                self._command, cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
-            )
+            for _ in range(WORKERS):
+                self._processes.append(
+                    subprocess.Popen(  # noqa: S603 -- fixed arguments
+                        self._command, cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
+                    )
+                )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if any(process.poll() is not None for process in self._processes):
                 raise RuntimeError(f"uvicorn exited: {self._log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if (
+                    len(self.connections(listening=True)) == WORKERS
+                    and httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+                ):
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         raise RuntimeError("uvicorn did not answer")
 
+    def connections(self, *, listening: bool = False) -> dict[int, int]:
+        """Sockets on our port by process: listening, or established connections."""
+        state = "listening" if listening else "established"
+        done = subprocess.run(  # noqa: S603 -- fixed arguments
+            [SS, "-tnpH", "state", state, f"( sport = :{self.port} )"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        counts: dict[int, int] = {}
+        for pid in re.findall(r"pid=(\d+)", done.stdout):
+            counts[int(pid)] = counts.get(int(pid), 0) + 1
+        return counts
+
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) used so far by the server: its master and workers."""
-        assert self._process is not None
-        return _tree_cpu_seconds(self._process.pid)
+        """CPU time (user + system) used so far by the server processes."""
+        return sum(_tree_cpu_seconds(process.pid) for process in self._processes)
 
     def __exit__(self, *_exc: object) -> None:
-        if self._process is not None:
-            self._process.terminate()
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
             try:
-                self._process.wait(timeout=20)
+                process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=20)
+                process.kill()
+                process.wait(timeout=20)
+
+
+def serve(target: str, port: int, *, factory: bool) -> None:
+    """One worker: uvicorn on its own ``SO_REUSEPORT`` socket (see :class:`Uvicorn`)."""
+    import uvicorn
+
+    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on connections whose
+    # protocol says TCP, and a response written as two segments (headers, body) then waits
+    # for the client's delayed ACK, 40 ms a request (uvicorn --workers binds with proto 0).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(target, factory=factory, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _tree_cpu_seconds(pid: int) -> float:
@@ -435,11 +475,19 @@ class Contender:
     authorization: str
     bodies: Callable[[int], list[str]]
     server_cpu: Callable[[], float]
+    connections: Callable[[], dict[int, int]] | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     def measure(self, seconds: int, expected_rate: float, workdir: Path) -> dict[str, Any]:
         count = int(expected_rate * seconds * 1.5) + 2000
         bodies = self.bodies(count)
+        spread: list[int] = []
+        if self.connections is not None:
+            sample = self.connections
+            timer = threading.Timer(
+                min(2.0, seconds / 3), lambda: spread.extend(sorted(sample().values()))
+            )
+            timer.start()
         server_before = self.server_cpu()
         wrk_before = _children_cpu_seconds()
         run = run_wrk(
@@ -452,6 +500,9 @@ class Contender:
         )
         run["server_cpu_s"] = self.server_cpu() - server_before
         run["wrk_cpu_s"] = _children_cpu_seconds() - wrk_before
+        if self.connections is not None:
+            timer.join()
+            run["connections_per_worker"] = spread
         return run
 
 
@@ -489,6 +540,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "p90_ms": round(r["p90_us"] / 1000, 2),
                 "p99_ms": round(r["p99_us"] / 1000, 2),
                 "max_ms": round(r["max_us"] / 1000, 2),
+                "connections_per_worker": r.get("connections_per_worker"),
                 "socket_errors": r["socket_errors"],
                 "timeouts": r["timeouts"],
                 **({"stderr": r["stderr"]} if "stderr" in r else {}),
@@ -558,11 +610,11 @@ def main() -> None:
         contenders = [
             Contender(
                 "civic_full", full.url + "/verify", '"result":"valid"', staff, full_bodies,
-                full.cpu_seconds,
+                full.cpu_seconds, full.connections,
             ),
             Contender(
                 "minimal_two_signatures", minimal.url + "/verify", '"result":"valid"', "",
-                reusable(full_bodies), minimal.cpu_seconds,
+                reusable(full_bodies), minimal.cpu_seconds, minimal.connections,
             ),
         ]  # fmt: skip
         raw_presenter = replace(presenter, packed=False)
@@ -572,7 +624,7 @@ def main() -> None:
                 '"result":"valid"', "",
                 reusable(lambda count: build_bodies(raw_presenter, [
                     f"raw-{n:09d}-{os.urandom(12).hex()}" for n in range(count)])),
-                minimal.cpu_seconds,
+                minimal.cpu_seconds, minimal.connections,
             )
         )  # fmt: skip
         if acapy_problem is None:
@@ -630,7 +682,8 @@ def report(contenders: list[Contender], acapy_problem: str | None) -> dict[str, 
     return {
         "what": (
             "offline verifications per second over HTTP (POST /verify, packed QR + KB-JWT), "
-            f"uvicorn --workers {WORKERS} on 127.0.0.1, wrk -t1 -c{CONNECTIONS} (closed loop), "
+            f"{WORKERS} uvicorn worker processes on 127.0.0.1 (SO_REUSEPORT), "
+            f"wrk -t1 -c{CONNECTIONS} (closed loop), "
             f"{ROUNDS} interleaved rounds of {SECONDS} s; server CPU per verification from "
             "/proc (all processes of the server), a figure less sensitive than the rate to "
             "what else the shared machine runs"
@@ -648,4 +701,7 @@ def report(contenders: list[Contender], acapy_problem: str | None) -> dict[str, 
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["serve"]:
+        serve(sys.argv[2], int(sys.argv[3]), factory="--factory" in sys.argv[4:])
+    else:
+        main()
