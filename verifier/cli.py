@@ -97,8 +97,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
 ) -> None:
-    """Run the verifier HTTP service."""
+    """Run the verifier HTTP service.
+
+    uvicorn's workers share one listening socket, and a burst of new connections may all be
+    accepted by one of them: keep-alive clients (counter terminals) are best spread over the
+    workers by a balancer in front, or by replicas on ports of their own."""
     import uvicorn  # noqa: PLC0415
+
+    from verifier.serving import PROTOCOL  # noqa: PLC0415
 
     overrides: dict[str, Any] = {}
     for name, value in (("data_dir", data_dir), ("host", host), ("port", port)):
@@ -118,6 +124,7 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level="info",
+        http=PROTOCOL,
     )
 
 
