@@ -264,13 +264,29 @@ def create_app(
                 except Exception as error:  # the next round may succeed; never crash the app
                     log.warning("purge failed: %s", type(error).__name__)
 
-        task = asyncio.create_task(purge_forever())
+        async def sync_trust_forever(trust: RegistryTrust) -> None:
+            # Ahead of the requests: the wallet's endpoints run on the event loop (SQLite), and
+            # a registry sync there would hold up every request of this worker meanwhile.
+            margin = trust.refresh_interval // 2
+            while True:
+                try:
+                    await run_in_threadpool(trust.refresh_ahead, context.now(), margin=margin)
+                except Exception as error:  # never crash the app; requests sync if need be
+                    log.warning("registry sync failed: %s", type(error).__name__)
+                await asyncio.sleep(max(1, trust.refresh_interval // 4))
+
+        tasks = [asyncio.create_task(purge_forever())]
+        source = context.accreditation.source
+        if isinstance(source, RegistryTrust):
+            tasks.append(asyncio.create_task(sync_trust_forever(source)))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         title="civic-issuer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None

@@ -13,13 +13,16 @@ Where the state comes from is a :class:`TrustSource`:
 - :class:`RegistryTrust` syncs with the registry through :func:`civic.logsync.sync` (witnessed
   checkpoint, consistency with the last snapshot, recomputed root, folded entries) every
   ``refresh_interval`` seconds; a failed sync keeps the previous snapshot, and a snapshot older
-  than ``max_age`` (counted from the last successful sync) is refused (``trust_stale``);
+  than ``max_age`` (counted from the last successful sync) is refused (``trust_stale``). The
+  service syncs ahead of time in the background (:meth:`RegistryTrust.refresh_ahead`), so a
+  request syncs itself only when that has not happened;
 - :class:`FixedTrust` hands out a state verified elsewhere (an offline trust bundle checked with
   :func:`civic.logsync.verify_bundle`, or a state folded from signed entries).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -78,10 +81,29 @@ class RegistryTrust:
         self._attempted_at: int | None = None
         self._lock = threading.Lock()
 
+    @property
+    def refresh_interval(self) -> int:
+        return self._refresh_interval
+
     def refresh(self, now: int) -> TrustSnapshot:
         """Sync now; on failure the previous snapshot stays and the error is raised."""
         with self._lock:
             return self._refresh_locked(now)
+
+    def refresh_ahead(self, now: int, *, margin: int) -> None:
+        """Sync if :meth:`trust_state` would sync within ``margin`` seconds.
+
+        The app calls this from the background, so that requests find a fresh snapshot and
+        do not wait on the registry themselves; a failure is logged and the snapshot stays.
+        The first sync is left to the first use: this only keeps an existing snapshot fresh.
+        """
+        with self._lock:
+            last = self._attempted_at
+            if last is None or now - last < self._refresh_interval - margin:
+                return
+            # A failure is logged by _refresh_locked; requests keep the previous snapshot.
+            with contextlib.suppress(CivicError):
+                self._refresh_locked(now)
 
     def _refresh_locked(self, now: int) -> TrustSnapshot:
         self._attempted_at = now
@@ -120,6 +142,10 @@ class Accreditation:
         self._source = source
         self.issuer = issuer
         self.status_base_url = status_base_url
+
+    @property
+    def source(self) -> TrustSource:
+        return self._source
 
     def check(self, kid: str, public_key: PublicKey, vct: str, now: int) -> IssuerKey:
         """The registry's record of ``kid`` if it may sign ``vct`` now, else raise."""

@@ -368,3 +368,40 @@ def test_an_unexpected_failure_is_a_bare_500_logged_without_its_message(
     assert {k: v for k, v in after.items() if k != "issuer_nonces"} == {
         k: v for k, v in before.items() if k != "issuer_nonces"
     }
+
+
+class CountingLog:
+    """The registry's log, counting checkpoint fetches (one per sync)."""
+
+    def __init__(self, log: MemoryLog) -> None:
+        self.log = log
+        self.syncs = 0
+
+    def checkpoint(self) -> bytes:
+        self.syncs += 1
+        return self.log.checkpoint()
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        return self.log.entries(start, end)
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        return self.log.consistency_proof(old, new)
+
+
+def test_background_sync_runs_ahead_of_the_requests() -> None:
+    registry = MemoryRegistry(now=FixedClock(START))
+    counting = CountingLog(registry.log)
+    trust = RegistryTrust(counting, registry.config, refresh_interval=60, max_age=3600)
+    trust.refresh_ahead(START, margin=30)  # no snapshot yet: left to the first use
+    assert counting.syncs == 0
+    trust.trust_state(START)
+    assert counting.syncs == 1
+    trust.refresh_ahead(START + 29, margin=30)  # the next request-time sync is 31 s away
+    assert counting.syncs == 1
+    trust.refresh_ahead(START + 30, margin=30)  # within the margin: sync now, in advance
+    assert counting.syncs == 2
+    # A request right after finds the snapshot fresh and does not sync itself.
+    trust.trust_state(START + 61)
+    assert counting.syncs == 2
+    trust.trust_state(START + 90)
+    assert counting.syncs == 3
