@@ -202,6 +202,14 @@ class Uvicorn:
                         self._command, cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
                     )
                 )
+        try:
+            self._wait_until_serving()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_until_serving(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if any(process.poll() is not None for process in self._processes):
@@ -211,7 +219,7 @@ class Uvicorn:
                     len(self.connections(listening=True)) == WORKERS
                     and httpx.get(self.url + "/healthz", timeout=1).status_code == 200
                 ):
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
@@ -424,6 +432,15 @@ class AcaPy:
             self._process = subprocess.Popen(  # noqa: S603 -- our own script
                 command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
             )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_until_ready(self) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -431,7 +448,7 @@ class AcaPy:
             try:
                 answer = httpx.get(self.url + "/status/ready", timeout=2)
                 if answer.status_code == 200 and answer.json().get("ready") is True:
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
@@ -627,8 +644,13 @@ def main() -> None:
                 minimal.cpu_seconds, minimal.connections,
             )
         )  # fmt: skip
+        agent: AcaPy | None = None
         if acapy_problem is None:
-            agent = stack.enter_context(AcaPy(workdir / "acapy.log"))
+            try:
+                agent = stack.enter_context(AcaPy(workdir / "acapy.log"))
+            except RuntimeError as error:
+                acapy_problem = f"ACA-Py did not start: {str(error)[-300:]}"
+        if agent is not None:
             issuer = PrivateKey.generate()
             did = did_key(issuer.public_key.raw)
             acapy_presenter = Presenter(
