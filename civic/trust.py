@@ -31,7 +31,9 @@ Decisions the document leaves open, taken here:
   once (libsodium releases the GIL; no Python work runs meanwhile, or threads leaving C would
   queue behind it for the GIL), then folds the chunk in order.
 - Leaves are parsed with the strict JSON parser and proven canonical by re-encoding the event
-  (through the C encoder :func:`civic.encoding.json_dumps_canonical` ends in, set up once).
+  (through the C encoder :func:`civic.encoding.json_dumps_canonical` ends in, set up once),
+  except the commonest one, ``issuer.key.add`` with a bare JWK: one pattern that admits only
+  canonical JSON reads it, and its values then meet exactly the same validation.
 """
 
 from __future__ import annotations
@@ -663,6 +665,59 @@ def _canonical_json(value: Any) -> str:
     return "".join(_C_CANONICAL_ENCODER(value, 0))
 
 
+# The commonest leaf, issuer.key.add with a JWK of exactly its key members, is recognized by one
+# pattern instead of the JSON parser plus a re-encoding. The pattern admits only canonical JSON
+# (members in sorted order, no whitespace, strings without escapes, integers without sign or
+# leading zeros; the caller rules out backslashes and control characters first), so a leaf it
+# matches is the canonical JSON of the values it captures, and those values are exactly what
+# the strict parser would have produced. They then go through the same validation.
+_LEAF_STRING = r'"([^"]*)"'
+_LEAF_INTEGER = r"(0|[1-9][0-9]{0,17})"
+_LEAF_STRINGS = r'\["([^"]*(?:","[^"]*)*)"\]'
+_ISSUER_KEY_ADD_LEAF = re.compile(
+    r'\{"event":(\{"id":' + _LEAF_STRING
+    + r',"issuer":' + _LEAF_STRING
+    + r',"jwk":\{"crv":"(Ed25519|P-256)","kty":"(OKP|EC)","x":' + _LEAF_STRING
+    + r'(?:,"y":' + _LEAF_STRING + r")?\}"
+    + r',"kid":' + _LEAF_STRING
+    + r',"not_after":' + _LEAF_INTEGER
+    + r',"not_before":' + _LEAF_INTEGER
+    + r',"status_base_url":' + _LEAF_STRING
+    + r',"time":' + _LEAF_INTEGER
+    + r',"type":"issuer\.key\.add","vct":' + _LEAF_STRINGS
+    + r'\}),"signatures":' + _LEAF_STRINGS + r"\}"
+)  # fmt: skip
+_JSON_ESCAPED = bytes(range(0x20)) + b"\\"
+"""Bytes that JSON strings hold only escaped: without them every quote is a delimiter."""
+
+
+def _recognize_leaf(raw: bytes) -> tuple[dict[str, Any], list[str], bytes] | None:
+    """``(event, signatures, event bytes)`` of a leaf :data:`_ISSUER_KEY_ADD_LEAF` matches."""
+    if not raw.isascii() or len(raw.translate(None, _JSON_ESCAPED)) != len(raw):
+        return None
+    match = _ISSUER_KEY_ADD_LEAF.fullmatch(raw.decode("ascii"))
+    if match is None:
+        return None
+    (event_text, event_id, issuer, crv, kty, x, y, kid, not_after, not_before, status_base_url,
+     time, vct, signatures) = match.groups()  # fmt: skip
+    jwk = {"crv": crv, "kty": kty, "x": x}
+    if y is not None:
+        jwk["y"] = y
+    event = {
+        "id": event_id,
+        "issuer": issuer,
+        "jwk": jwk,
+        "kid": kid,
+        "not_after": int(not_after),
+        "not_before": int(not_before),
+        "status_base_url": status_base_url,
+        "time": int(time),
+        "type": "issuer.key.add",
+        "vct": vct.split('","'),
+    }
+    return event, signatures.split('","'), raw[9 : 9 + len(event_text)]
+
+
 def parse_entry(
     data: bytes | str | Mapping[str, Any], *, require_canonical: bool = False
 ) -> SignedEntry:
@@ -671,7 +726,6 @@ def parse_entry(
     ``require_canonical`` (for leaves read from a log) also demands that ``data`` be exactly the
     entry's canonical JSON, so that no event has two leaves.
     """
-    raw: bytes | None = None
     if isinstance(data, bytes | str):
         try:
             raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -679,14 +733,29 @@ def parse_entry(
             raise _malformed("entry is not JSON (malformed_utf8)") from None
         if len(raw) > MAX_ENTRY_BYTES:
             raise MalformedError(ReasonCode.INPUT_TOO_LARGE, "entry larger than the limit")
-        try:
-            obj = json_loads(raw)
-        except MalformedError as error:
-            raise _malformed(f"entry is not JSON ({error.reason.value})") from None
-    elif isinstance(data, Mapping):
-        obj = data
-    else:
+        recognized = _recognize_leaf(raw)
+        if recognized is None:
+            return _parse_entry_json(raw, require_canonical)
+        event_json, signatures, event_bytes = recognized
+        entry = SignedEntry(
+            _parse_event(event_json, copy=False), signatures, _event_bytes=event_bytes
+        )
+        return _with_leaf(entry, raw, require_canonical)
+    if not isinstance(data, Mapping):
         raise _malformed("entry must be JSON bytes, text or an object")
+    return _entry_from_object(data, None, require_canonical)
+
+
+def _parse_entry_json(raw: bytes, require_canonical: bool) -> SignedEntry:
+    """:func:`parse_entry` of JSON bytes through the strict parser (any leaf)."""
+    try:
+        obj = json_loads(raw)
+    except MalformedError as error:
+        raise _malformed(f"entry is not JSON ({error.reason.value})") from None
+    return _entry_from_object(obj, raw, require_canonical)
+
+
+def _entry_from_object(obj: object, raw: bytes | None, require_canonical: bool) -> SignedEntry:
     if not isinstance(obj, Mapping) or obj.keys() != _ENTRY_MEMBERS:
         raise _malformed('an entry is exactly {"event", "signatures"}')
     event_json = obj["event"]
@@ -703,8 +772,16 @@ def parse_entry(
     if not isinstance(signatures, list):
         raise _malformed("signatures must be a non-empty list")
     entry = SignedEntry(event, signatures, _event_bytes=event_bytes)
+    if raw is None:
+        if require_canonical:
+            raise _malformed("entry is not in canonical JSON form")
+        return entry
+    return _with_leaf(entry, raw, require_canonical)
+
+
+def _with_leaf(entry: SignedEntry, raw: bytes, require_canonical: bool) -> SignedEntry:
     if require_canonical:
-        if raw is None or entry._leaf != raw:
+        if entry._leaf != raw:
             raise _malformed("entry is not in canonical JSON form")
         # The caller's bytes, equal to the assembled leaf: one copy of the leaf, not two.
         entry._leaf = raw

@@ -385,6 +385,156 @@ def test_mutated_leaves_parse_or_fail_with_a_civic_error(data: st.DataObject) ->
     assert entry.leaf_bytes() == bytes(leaf)
 
 
+def _parse_outcome(
+    parse: Callable[[bytes, bool], SignedEntry], leaf: bytes, canonical: bool
+) -> tuple[object, ...]:
+    try:
+        entry = parse(leaf, canonical)
+    except CivicError as error:
+        return ("error", type(error), error.reason, error.detail)
+    return (
+        "entry", entry.leaf_bytes(), entry.event_bytes(), entry.event, entry.signatures,
+        entry._signatures,
+    )  # fmt: skip
+
+
+def _signed_leaf(event: dict[str, Any], kids: Sequence[str]) -> bytes:
+    """The canonical leaf of ``event`` signed by governance ``kids``, whatever the event holds."""
+    payload = json_dumps_canonical(event).encode()
+    tokens = [sign_jws({"typ": EVENT_TYP, "kid": kid}, payload, GOV.keys[kid]) for kid in kids]
+    return json_dumps_canonical({"event": event, "signatures": tokens}).encode()
+
+
+def _parse_canonical(leaf: bytes, canonical: bool) -> SignedEntry:
+    return parse_entry(leaf, require_canonical=canonical)
+
+
+_P256_KEY = PrivateKey.generate("ES256")
+_JSON_BYTES = st.sampled_from(
+    [*b'"\\,:{}[]0123456789-+.eE aZ_/', 0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF]
+)
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_recognized_leaves_parse_as_the_json_parser_would(data: st.DataObject) -> None:
+    # parse_entry reads the commonest leaf with one pattern: whatever the bytes, it must give
+    # the strict parser's result (entry or error, reason and detail alike).
+    safe = st.text(st.sampled_from("aZ09_-:/."), max_size=4)
+    odd = st.text(st.sampled_from(["é", '"', "\\", "\x01", "a"]), min_size=1, max_size=2)
+    odd_member = data.draw(st.sampled_from([None, None, None, "issuer", "kid", "status"]))
+
+    def texts(member: str) -> str:
+        return data.draw(odd if member == odd_member else safe)
+
+    event: dict[str, Any] = {
+        "type": "issuer.key.add",
+        "id": data.draw(st.sampled_from([b64url_encode(bytes(16))] * 4 + ["short", "\\"])),
+        "time": data.draw(st.sampled_from([NOW, NOW, 0, -1, 10**20])),
+        "issuer": ISSUER + texts("issuer"),
+        "kid": texts("kid") or "k",
+        "jwk": data.draw(st.sampled_from([GOV.keys["gov-0"], _P256_KEY])).public_key.to_jwk(),
+        "vct": [RESIDENCY, *data.draw(st.lists(st.sampled_from([YOUTH, RESIDENCY, ""])))],
+        "status_base_url": "https://status.example/" + texts("status"),
+        "not_before": NOW,
+        "not_after": data.draw(st.sampled_from([NOW, NOW - 1, 2**63])),
+    }
+    extra: dict[str, Any] = data.draw(
+        st.sampled_from(
+            [{}, {}, {}, {"alg": "EdDSA"}, {"use": "sig"}, {"kid": "k"}, {"d": "AAAA"},
+             {"key_ops": ["verify"]}, {"y": "AAAA"}, {"kty": "EC"}, {"crv": "P-256"}]
+        )
+    )  # fmt: skip
+    event["jwk"] = {**event["jwk"], **extra}
+    signers = data.draw(st.lists(st.sampled_from(sorted(GOV.keys)), min_size=1, max_size=3))
+    leaf = bytearray(_signed_leaf(event, signers))
+    for _ in range(data.draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3]))):
+        position = data.draw(st.integers(0, len(leaf)))
+        action = data.draw(st.sampled_from(["set", "insert", "delete"]))
+        if action == "insert" or position == len(leaf):
+            leaf.insert(position, data.draw(_JSON_BYTES))
+        elif action == "set":
+            leaf[position] = data.draw(_JSON_BYTES)
+        else:
+            del leaf[position]
+    for canonical in (True, False):
+        recognized = _parse_outcome(_parse_canonical, bytes(leaf), canonical)
+        strict = _parse_outcome(trust._parse_entry_json, bytes(leaf), canonical)
+        assert recognized == strict
+
+
+_RECOGNIZED_LEAF = GOV.issuer_add(kid="near").leaf_bytes()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"", b""),
+        (b'"not_before":', b'"not_before":0'),  # a leading zero
+        (b'"time":1', b'"time":-1'),
+        (b'"time":1800000000', b'"time":1800000000.0'),
+        (b'"time":1800000000', b'"time":18e8'),
+        (b'"time":1800000000', b'"time":NaN'),
+        (b'"kid":"near"', b'"kid": "near"'),
+        (b'"kid":"near"', b'"kid":"ne\\u0061r"'),
+        (b'"kid":"near"', b'"kid":"ne\\/ar"'),
+        (b'"kid":"near"', b'"kid":"ne\\"ar"'),
+        (b'"kid":"near"', b'"kid":"ne\tar"'),
+        (b'"kid":"near"', b'"kid":"n\xc3\xa9ar"'),
+        (b'"kid":"near"', b'"kid":"n\xc3ar"'),
+        (b'"kid":"near"', b'"kid":"near","kid":"near"'),
+        (b'"kid":"near"', b'"kid":["near"]'),
+        (b'"kid":"near"', b'"kid":"near","kie":1'),
+        (b'"kty":"OKP"', b'"kty":"OKP","y":"AA"'),
+        (b'"kty":"OKP"', b'"kty":"EC"'),
+        (b'"vct":["', b'"vct":["","'),
+        (b'"vct":["', b'"vct":[ "'),
+        (b'"signatures":["', b'"signatures":["",'),
+        (b'"signatures":["', b'"signatures":["a","'),
+        (b'"signatures":["', b'"signatures":["a.b\\".c","'),
+        (b'"]}', b'"] }'),
+        (b'"]}', b'"]}\n'),
+    ],
+)
+def test_leaves_near_the_commonest_shape_parse_as_the_json_parser_would(
+    old: bytes, new: bytes
+) -> None:
+    assert old in _RECOGNIZED_LEAF
+    leaf = _RECOGNIZED_LEAF.replace(old, new, 1)
+    outcomes = [_parse_outcome(_parse_canonical, leaf, canonical) for canonical in (True, False)]
+    for canonical, outcome in zip((True, False), outcomes, strict=True):
+        assert outcome == _parse_outcome(trust._parse_entry_json, leaf, canonical)
+    assert (outcomes[0][0] == "entry") is (old == new)  # only the leaf itself is canonical
+
+
+@pytest.mark.parametrize(
+    "members",
+    [{"use": "sig"}, {"kid": "k"}, {"alg": "EdDSA"}, {"d": "AAAA"}, {"key_ops": ["verify"]},
+     {"y": "AAAA"}, {"z": "AAAA"}, {"kty": "EC"}, {"crv": "P-256"}, {"x": "AAAA"}],
+)  # fmt: skip
+def test_signed_leaves_with_other_jwk_members_parse_as_the_json_parser_would(
+    members: dict[str, Any],
+) -> None:
+    event = {**GOV.issuer_add(kid="near").to_json()["event"]}
+    event["jwk"] = {**event["jwk"], **members}
+    leaf = _signed_leaf(event, ["gov-0"])
+    for canonical in (True, False):
+        recognized = _parse_outcome(_parse_canonical, leaf, canonical)
+        assert recognized == _parse_outcome(trust._parse_entry_json, leaf, canonical)
+
+
+def test_the_commonest_leaves_are_recognized() -> None:
+    ed25519 = GOV.issuer_add()
+    p256 = GOV.issuer_add(jwk=_P256_KEY.public_key)
+    for entry in (ed25519, p256):
+        assert trust._recognize_leaf(entry.leaf_bytes()) is not None
+        assert parse_entry(entry.leaf_bytes(), require_canonical=True) == entry
+    assert trust._recognize_leaf(GOV.verifier_add().leaf_bytes()) is None
+    with_alg = GOV.issuer_add(jwk={**ed25519.to_json()["event"]["jwk"], "alg": "EdDSA"}, kid="k2")
+    assert trust._recognize_leaf(with_alg.leaf_bytes()) is None
+    assert parse_entry(with_alg.leaf_bytes(), require_canonical=True) == with_alg
+
+
 # --- governance ---------------------------------------------------------------------------
 
 
