@@ -106,12 +106,12 @@ class ReasonCode(StrEnum):
     MALFORMED_COSIGNATURE = "malformed_cosignature"
     COSIGNATURE_INVALID = "cosignature_invalid"
     WITNESS_QUORUM_NOT_MET = "witness_quorum_not_met"
-
-    # Trust registry: entries, governance, trust state, client sync (docs/registry.md)
     LOG_ORIGIN_UNKNOWN = "log_origin_unknown"
     WITNESS_SIZE_CONFLICT = "witness_size_conflict"
     WITNESS_REJECTED = "witness_rejected"
     WITNESS_UNAVAILABLE = "witness_unavailable"
+
+    # Trust registry: entries, governance, trust state, client sync (docs/registry.md)
     REGISTRY_ENTRY_MALFORMED = "registry_entry_malformed"
     REGISTRY_ENTRY_DUPLICATE = "registry_entry_duplicate"
     GOVERNANCE_SIGNATURE_INVALID = "governance_signature_invalid"
