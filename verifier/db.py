@@ -73,6 +73,7 @@ log = logging.getLogger("civic.verifier.db")
 T = TypeVar("T")
 
 RETENTION = 3600
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 MAX_BATCH = 512
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SCHEMA_LOCK_KEY = 0x43495649435F5646  # "CIVIC_VF": serialises table creation on PostgreSQL
@@ -172,6 +173,9 @@ def create_engine(url: str, *, schema: str | None = None) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # A WAL that grew while a checkpoint could not finish is cut back when it starts
+            # over, not kept at its largest.
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             cursor.close()
 
         return engine
@@ -415,10 +419,18 @@ class Writer:
             self._commits = 0
             self._checkpoint_queued = False
         try:
-            # A connection of its own, outside our lock: a PASSIVE checkpoint waits for no
-            # writer and no writer waits for it.
+            # The bulk on a connection of its own, outside our turn: a PASSIVE checkpoint
+            # waits for no writer and no writer waits for it. But with writers appending all
+            # the while it never catches up with the end of the WAL, and SQLite rewinds the
+            # WAL only once it has: the WAL grew by megabytes a second under load. So the
+            # few frames written meanwhile are checkpointed again in our turn, with no writer
+            # of any process, and the next write starts the WAL over.
             with self.engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+            with self._process_turn() as connection:
+                driver = sqlite_driver(connection)
+                assert driver is not None
+                driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except Exception:  # the next one will try again; the WAL only grows meanwhile
             log.exception("WAL checkpoint failed")
 

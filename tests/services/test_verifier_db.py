@@ -292,3 +292,23 @@ def test_workers_starting_at_once_create_the_tables_once(tmp_path: Path) -> None
     for worker in workers:
         worker.join(30)
     assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+
+
+def test_the_wal_starts_over_under_continuous_writes(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two writers (two worker processes, as far as the lock file is concerned) never pause:
+    # a checkpoint that ran only beside them would never reach the end of the WAL.
+    monkeypatch.setattr(verifier.db, "CHECKPOINT_EVERY", 25)
+    second_engine = create_engine(str(engine.url))
+    writers = [Writer(engine), Writer(second_engine)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda n: writers[n % 2].run(partial(_add_audit_row, n=n)), range(3000)))
+    finally:
+        for writer in writers:
+            writer.close()
+        second_engine.dispose()
+    assert _count(engine, audit_table) == 3000
+    # 3000 commits of a few pages each make a WAL of over 30 MB if it never starts over.
+    assert (tmp_path / "verifier.sqlite3-wal").stat().st_size < 4 * 1024 * 1024
