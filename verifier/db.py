@@ -276,9 +276,9 @@ class Writer:
     On SQLite all writes of a process go through one connection, held by whoever holds
     ``_mutex`` and this process's turn (the ``flock``): the writer thread, committing a batch,
     or a caller of :meth:`try_now` that finds both free at once. Its automatic checkpoints are
-    off, so that no commit waits for the fsyncs of a checkpoint; the writer thread checkpoints
-    (``PASSIVE``, on a connection of its own: writers go on meanwhile) every
-    ``CHECKPOINT_EVERY`` commits.
+    off, so that no commit (and no event loop) waits for the fsyncs of a checkpoint; the writer
+    thread checkpoints every ``CHECKPOINT_EVERY`` commits, the bulk beside the writers and the
+    last few frames in its turn (see :meth:`_checkpoint`).
     """
 
     def __init__(self, engine: Engine) -> None:
