@@ -9,8 +9,16 @@ what needs the database, each step in one transaction so that a failed request c
   (its claims are deleted at once), as the security considerations (section 13.6) advise;
 - the Nonce Endpoint (section 7): random ``c_nonce`` values, each accepted once;
 - the Credential Request (section 8): Bearer access token, proofs verified *before* anything
-  is written, the nonces consumed and the offer marked delivered in the transaction that
-  allocates the status indices and signs; the offer's claims are deleted in that transaction.
+  is written, and the registry asked whether the key may sign this vct; the copies are signed
+  at status indices drawn from the open list, then one write transaction spends the token
+  (conditionally: a concurrent request with the same token changes no row and fails), consumes
+  the nonces, deletes the offer's claims and inserts the credential rows, where a drawn index
+  found taken is replaced and that copy signed again. Nothing leaves before that commit is on
+  disk (:mod:`issuer.db`, "Durability on SQLite").
+
+The statements of these four endpoints are fixed SQL run at the driver level
+(:class:`issuer.db.DriverTransaction`): about 10 us each on SQLite, against 0.1-0.3 ms through
+SQLAlchemy Core, which the rest of the service (admin API, status lists, purge) still uses.
 
 Secrets are stored only as digests. The pre-authorized code is derived from the offer
 reference (``HMAC(ref, label)``), so the offer document can be served without keeping the code;
