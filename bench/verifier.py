@@ -63,7 +63,7 @@ SS = shutil.which("ss") or "/usr/bin/ss"
 WORKERS = 2
 CONNECTIONS = 32
 QUICK = os.environ.get("CIVIC_BENCH_QUICK") == "1"  # a smoke run while working on it
-ROUNDS = 2 if QUICK else 3
+ROUNDS = 2 if QUICK else 5
 SECONDS = 4 if QUICK else 10
 WARMUP_SECONDS = 2 if QUICK else 3
 POLICY = "bar-entry"
@@ -713,6 +713,16 @@ def report(contenders: list[Contender], acapy_problem: str | None) -> dict[str, 
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "results": results,
         "ratios": ratios,
+        "notes": [
+            "civic_full_vs_X is civic_full's rate over X's; civic_full_vs_X_by_server_cpu is "
+            "X's server CPU per verification over civic_full's: the rate ratio two idle cores "
+            "would give",
+            "every answer counted was checked: 'valid' from our endpoints, valid: true from "
+            "ACA-Py; not_ok counts the others",
+            "uvicorn --workers was not used: all 32 keep-alive connections landed on one "
+            "worker, and its socket (protocol 0) left Nagle on, so every answer waited 40 ms "
+            "for a delayed ACK; see Uvicorn and serve() (civic-verifier serve sets TCP_NODELAY)",
+        ],
         "acapy": ACAPY_CHECKS if acapy_problem is None else f"not run: {acapy_problem}",
         "targets": {
             "civic_full_verifications_per_s": ">= 3000",
