@@ -998,18 +998,15 @@ def _node_merge(
     bucket becomes a node exactly when more than ``_BUCKET_MAX`` keys share its prefix (above
     the last level).
     """
-    groups: dict[int, list[tuple[int, Any, Any]]] = {}
+    groups: list[list[tuple[int, Any, Any]]] = [[] for _ in node]
     for item in items:
-        index = (item[0] >> shift) & _MASK
-        group = groups.get(index)
-        if group is None:
-            groups[index] = [item]
-        else:
-            group.append(item)
+        groups[(item[0] >> shift) & _MASK].append(item)
     copied = list(node)
     added = 0
     deeper = shift + _BITS < _HASH_BITS
-    for index, group in groups.items():
+    for index, group in enumerate(groups):
+        if not group:
+            continue
         child = copied[index]
         if child is None:
             added += len(group)
