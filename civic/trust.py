@@ -1286,11 +1286,13 @@ class _Folding:
         valid = 0
         for signature in entry._signatures:
             # Consume this signature's outcome, if it has one, whatever happens to it next.
-            checked_key = checked.keys.get(signature.kid) if checked is not None else None
-            if checked_key is not None:
-                assert checked is not None
-                outcome = checked.outcomes[self._cursor]
-                self._cursor += 1
+            checked_key: PublicKey | None = None
+            outcome = False
+            if checked is not None:
+                checked_key = checked.keys.get(signature.kid)
+                if checked_key is not None:
+                    outcome = checked.outcomes[self._cursor]
+                    self._cursor += 1
             key = keys.get(signature.kid)
             if key is None:
                 continue

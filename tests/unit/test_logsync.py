@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from civic import trust
 from civic.checkpoint import Checkpoint, CosignatureSigner, sign_checkpoint
 from civic.clock import FixedClock
 from civic.encoding import json_dumps, json_loads
@@ -25,7 +26,7 @@ from civic.logsync import (
 )
 from civic.merkle import MerkleTree, leaf_hash
 from civic.note import NoteSigner, sign_note
-from civic.trust import SignedEntry, TrustState, sign_event
+from civic.trust import SignedEntry, TrustState, parse_entry, sign_event
 from tests.unit.test_trust import ISSUER, NOW, Governance, private_key
 
 ORIGIN = "registry.civic.example/seoul"
@@ -225,6 +226,32 @@ def test_two_step_sync_equals_one_step(first: int, more: int) -> None:
     direct = world.sync()
     assert stepped.state.to_json() == direct.state.to_json()
     assert stepped.compact_range == direct.compact_range
+
+
+def test_threaded_sync_over_pages_and_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Signature chunks of 8 and pages of 7 never line up; the state's compact range comes from
+    # the leaf stream, so it must be the very one a fold computes on its own.
+    monkeypatch.setattr(trust, "_CHUNK", 8)
+    world = World("threaded")
+    world.grow(12)
+    early = world.sync(workers=0)
+    world.grow(25)
+    inline = world.sync(workers=0)
+    for previous in (None, early):
+        threaded = world.sync(previous, workers=1, page_size=7)
+        assert threaded.state.to_json() == inline.state.to_json()
+        assert threaded.compact_range == inline.compact_range
+        assert threaded.state.root == world.log.tree.root()
+    folded = TrustState.genesis(world.gov.config).apply_many(
+        [parse_entry(leaf, require_canonical=True) for leaf in world.log.leaves], workers=1
+    )
+    assert folded.compact_range == inline.compact_range and folded.size == 37
+    world.log.append(b"not json")
+    world.grow(20)
+    for workers in (0, 1):
+        with pytest.raises(MalformedError) as caught:
+            world.sync(early, workers=workers, page_size=7)
+        assert caught.value.detail.startswith("entry 37: ")
 
 
 # --- attacks: each detected with its reason, the previous snapshot unchanged ---------------
