@@ -349,7 +349,7 @@ def check_header(
 ) -> None:
     """Algorithm pinned to the key, ``crit`` understood, ``typ`` as expected."""
     alg = header.get("alg")
-    if alg not in ALGORITHMS:
+    if not isinstance(alg, str) or alg not in ALGORITHMS:  # a list or object is unhashable
         raise VerificationError(ReasonCode.ALG_NOT_ALLOWED, f"algorithm not allowed: {alg!r:.20}")
     if alg != key.alg:
         raise VerificationError(ReasonCode.ALG_KEY_MISMATCH, "algorithm does not match the key")

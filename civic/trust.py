@@ -535,7 +535,7 @@ def _signature_header(header_b64: str) -> tuple[str, str]:
     if header["typ"] != EVENT_TYP:
         raise _malformed(f"a signature header typ is not {EVENT_TYP}")
     alg, kid = header["alg"], header["kid"]
-    if alg not in ALGORITHMS or not isinstance(kid, str) or not kid:
+    if not isinstance(alg, str) or alg not in ALGORITHMS or not isinstance(kid, str) or not kid:
         raise _malformed("a signature header has a bad alg or kid")
     return alg, kid
 

@@ -1,0 +1,32 @@
+"""Inputs the fuzzers found that escaped as foreign exceptions, pinned to their reason codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from civic.encoding import json_dumps, json_loads
+from civic.errors import MalformedError, ReasonCode, VerificationError
+from civic.jose import verify_jws
+from civic.trust import EVENT_TYP, parse_entry
+from tests.fuzz import samples
+
+
+@pytest.mark.parametrize("alg", [[], {}, ["EdDSA"], {"EdDSA": 1}])
+def test_jws_with_an_unhashable_alg_is_refused(alg: object) -> None:
+    token = samples.sign_raw({"alg": alg, "typ": "x"}, b"{}", samples.ISSUER_KEY)
+    with pytest.raises(VerificationError) as info:
+        verify_jws(token, samples.ISSUER_KEY.public_key, typ="x")
+    assert info.value.reason is ReasonCode.ALG_NOT_ALLOWED
+
+
+@pytest.mark.parametrize("alg", [[], {"EdDSA": 1}])
+def test_registry_signature_with_an_unhashable_alg_is_refused(alg: object) -> None:
+    gov = samples.governance()
+    entry = json_loads(gov.issuer_add("k9").leaf_bytes())
+    key = gov.keys["gov-0"]
+    entry["signatures"][0] = samples.sign_json(
+        {"alg": alg, "kid": "gov-0", "typ": EVENT_TYP}, entry["event"], key
+    )
+    with pytest.raises(MalformedError) as info:
+        gov.genesis().apply(parse_entry(json_dumps(entry)))
+    assert info.value.reason is ReasonCode.REGISTRY_ENTRY_MALFORMED
