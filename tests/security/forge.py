@@ -103,6 +103,7 @@ def with_overrides(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
 class Parts:
     """A credential the agency issued, split for editing."""
 
+    jws: str
     header: dict[str, Any]
     payload: dict[str, Any]
     disclosures: list[Disclosure]
@@ -185,8 +186,14 @@ class Scene:
         return self.present(self.issue())
 
     def parts(self, **issue: Any) -> Parts:
-        parsed = parse_sd_jwt(self.issue(**issue))
-        return Parts(dict(parsed.jws.header), dict(parsed.payload), list(parsed.disclosures))
+        issued = self.issue(**issue)
+        parsed = parse_sd_jwt(issued)
+        return Parts(
+            issued.split("~", 1)[0],
+            dict(parsed.jws.header),
+            dict(parsed.payload),
+            list(parsed.disclosures),
+        )
 
     # -- forging -----------------------------------------------------------------------------
 
@@ -234,6 +241,12 @@ class Scene:
         )
         prefix = "~".join([jws, *disclosures, ""])
         return prefix + self.kb_jwt(prefix) if key_binding else prefix
+
+    def bind(self, jws: str, disclosures: Sequence[str], **kb_claims: Any) -> str:
+        """What a holder can do alone: any disclosures after the issuer's JWS, and a KB-JWT of
+        its own over exactly them."""
+        prefix = "~".join([jws, *disclosures, ""])
+        return prefix + self.kb_jwt(prefix, **kb_claims)
 
     def resign(self, edit: Callable[[dict[str, Any]], object] | None = None, **kw: Any) -> str:
         """The agency's credential with its payload edited and signed again, disclosing
