@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from civic.clock import Clock, RandomBytes, system_clock, system_random
 from civic.encoding import json_dumps, json_loads_object
 from civic.errors import CivicError, ReasonCode
+from civic_service.config import SettingsError
 from issuer import db
 from issuer.admin import AdminError
 from issuer.api.routes import admin as admin_routes
@@ -44,7 +45,7 @@ from issuer.api.routes import status as status_routes
 from issuer.issuance import IssuanceFlow, IssuerContext, purge_expired
 from issuer.keys import KeyStore
 from issuer.oid4vci import IssuerProfile, OAuthError, configurations_for
-from issuer.settings import IssuerRuntime, SettingsError
+from issuer.settings import IssuerRuntime
 from issuer.statuslists import StatusListPublisher
 from issuer.trust import Accreditation, RegistryTrust, TrustSource
 from registry.client import HttpLogSource, log_config_from_json

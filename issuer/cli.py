@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -41,6 +40,7 @@ from civic.encoding import b64std_decode, json_dumps, json_loads_object
 from civic.errors import CivicError
 from civic.jose import PrivateKey, Signer
 from civic.trust import new_event, sign_event
+from civic_service.config import SettingsError, read_private_file
 from issuer import db, server
 from issuer.admin import create_api_key
 from issuer.app import registry_trust
@@ -136,12 +136,9 @@ def _engine(runtime: IssuerRuntime) -> Any:
 
 def _read_private(path: Path, what: str) -> str:
     try:
-        info = path.stat()
-    except OSError:
-        _fail(f"{what} file {path} is missing")
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        _fail(f"{what} file {path} must not be accessible by group or others (chmod 600)")
-    return path.read_text(encoding="utf-8")
+        return read_private_file(path, what)
+    except SettingsError as error:
+        _fail(error.detail)
 
 
 # --- registry events -----------------------------------------------------------------------

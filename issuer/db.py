@@ -70,17 +70,17 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    Table,
     Text,
     UniqueConstraint,
     event,
     text,
 )
-from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Field, SQLModel
+
+from civic_service.db import is_sqlite, is_sqlite_url, postgres_engine, sqlite_engine, table_of
 
 BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for another connection's write lock."""
@@ -88,7 +88,6 @@ _SQLITE_BEGIN = "issuer_sqlite_begin"
 _SCHEMA_LOCK_KEY = 0x43495649435F4953  # "CIVIC_IS": serialises table creation on PostgreSQL
 # PostgreSQL SQLSTATEs after which a whole transaction may simply be run again.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SQLITE_WRITER_LOCKS: dict[str, threading.Lock] = {}
 _SQLITE_WRITER_LOCKS_GUARD = threading.Lock()
 
@@ -178,53 +177,34 @@ class SigningKeyRow(SQLModel, table=True):
     retired_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
-def _table(model: type[SQLModel]) -> Table:
-    table = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(table, Table)
-    return table
-
-
-offers = _table(OfferRow)
-credentials = _table(CredentialRow)
-status_lists = _table(StatusListRow)
-nonces = _table(NonceRow)
-api_keys = _table(ApiKeyRow)
-signing_keys = _table(SigningKeyRow)
+offers = table_of(OfferRow)
+credentials = table_of(CredentialRow)
+status_lists = table_of(StatusListRow)
+nonces = table_of(NonceRow)
+api_keys = table_of(ApiKeyRow)
+signing_keys = table_of(SigningKeyRow)
 TABLES = (offers, credentials, status_lists, nonces, api_keys, signing_keys)
 
 Index("ix_issuer_credentials_list_status", credentials.c.status_list_id, credentials.c.status)
 
 
-def normalise_url(url: str) -> str:
-    """``postgres://`` and ``postgresql://`` mean psycopg 3, the driver we ship."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def create_engine(url: str, *, schema: str | None = None) -> Engine:
     """An engine for the issuer tables; ``schema`` places them in a PostgreSQL schema."""
-    url = normalise_url(url)
-    if schema is not None and (url.startswith("sqlite") or not _SCHEMA_NAME.fullmatch(schema)):
-        raise ValueError("a database schema is a plain SQL identifier, for PostgreSQL only")
-    if url.startswith("sqlite"):
-        engine = sa_create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None  # BEGIN comes from the hook below
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
-            # Deleted claims are overwritten in the file, not just unlinked from the b-tree.
-            cursor.execute("PRAGMA secure_delete=ON")
-            cursor.close()
+    if is_sqlite_url(url):
+        if schema is not None:
+            raise ValueError("a database schema is for PostgreSQL only")
+        # BEGIN comes from the hook below. secure_delete: deleted claims are overwritten in
+        # the file, not just unlinked from the b-tree.
+        engine = sqlite_engine(
+            url,
+            (
+                "journal_mode=WAL",
+                "synchronous=NORMAL",
+                f"busy_timeout={int(BUSY_TIMEOUT * 1000)}",
+                "secure_delete=ON",
+            ),
+            autocommit_driver=True,
+        )
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
@@ -232,10 +212,7 @@ def create_engine(url: str, *, schema: str | None = None) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    engine = sa_create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
-    if schema is not None:
-        engine = engine.execution_options(schema_translate_map={None: schema})
-    return engine
+    return postgres_engine(url, schema=schema)
 
 
 def _sqlite_writer_lock(engine: Engine) -> threading.Lock:

@@ -45,6 +45,7 @@ from civic.encoding import b64url_decode, b64url_encode, json_loads_object
 from civic.errors import CivicError, MalformedError, ReasonCode, VerificationError
 from civic.sdjwtvc import issue_credential
 from civic.statuslist import StatusReference
+from civic_service.db import is_sqlite
 from issuer import db
 from issuer.oid4vci import (
     CREDENTIAL_REQUEST_DENIED,
@@ -191,7 +192,7 @@ class IssuanceFlow:
     def __init__(self, context: IssuerContext) -> None:
         self.context = context
         self.settings = context.runtime.settings
-        self.inline = db.is_sqlite(context.engine)
+        self.inline = is_sqlite(context.engine)
 
     async def run(self, work: Callable[[], T]) -> T:
         """Run one endpoint's ``work``: on the event loop for SQLite, in the thread pool for

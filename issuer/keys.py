@@ -18,7 +18,6 @@ thumbprint, which is also how the registry names it (docs/registry.md, ``issuer.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import threading
@@ -41,6 +40,7 @@ from civic.encoding import (
 )
 from civic.errors import CivicError, MalformedError, ReasonCode, UsageError, VerificationError
 from civic.jose import Alg, PrivateKey, PublicKey, public_key_from_jwk
+from civic_service.config import write_private_file
 from issuer import db
 
 SEALED_FORMAT: Final = "civic-sealed-key/1"
@@ -199,15 +199,6 @@ def _read_private(path: Path) -> bytes:
     if info.st_size > _MAX_KEY_FILE_BYTES:
         raise MalformedError(ReasonCode.INPUT_TOO_LARGE, f"key file {path.name} too large")
     return path.read_bytes()
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the start; never overwrite an existing key."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def write_key_file(

@@ -23,7 +23,8 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from civic.credentials import CREDENTIAL_TYPES
-from civic.errors import CivicError, ReasonCode, UsageError
+from civic.errors import CivicError
+from civic_service.config import SettingsError
 from issuer.keys import check_passphrase
 from issuer.statuslists import MIN_LIST_SIZE
 
@@ -31,13 +32,6 @@ KEYS_DIR: Final = "keys"
 DATABASE_FILE: Final = "issuer.sqlite3"
 TRUST_CONFIG_FILE: Final = "trust-config.json"
 _LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-class SettingsError(UsageError):
-    """The service cannot start with this configuration."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(ReasonCode.MALFORMED_INPUT, detail)
 
 
 class IssuerSettings(BaseSettings):

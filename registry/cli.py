@@ -35,6 +35,7 @@ from civic.jose import PrivateKey, PublicKey, Signer, public_key_from_jwk
 from civic.logsync import LogConfig, TrustSnapshot, export_bundle, sync, verify_bundle
 from civic.note import generate_note_key
 from civic.trust import new_event, sign_event
+from civic_service.config import token_sha256_hex, write_private_file
 from registry.app import create_app
 from registry.client import HttpLogSource, RegistryClient, log_config_from_json
 from registry.settings import (
@@ -45,10 +46,8 @@ from registry.settings import (
     LOG_VKEY_FILE,
     TRUST_CONFIG_FILE,
     RegistrySettings,
-    hash_admin_token,
     load_runtime,
     read_private_file,
-    write_private_file,
 )
 from registry.witness.cli import witness_app
 
@@ -166,7 +165,7 @@ def init(
         (data_dir / LOG_VKEY_FILE).write_text(vkey + "\n", encoding="utf-8")
         token = secrets.token_urlsafe(32)
         write_private_file(data_dir / ADMIN_TOKEN_FILE, token + "\n")
-        (data_dir / ADMIN_TOKEN_HASH_FILE).write_text(hash_admin_token(token) + "\n")
+        (data_dir / ADMIN_TOKEN_HASH_FILE).write_text(token_sha256_hex(token) + "\n")
         public_keys: dict[str, dict[str, str]] = {}
         key_files: list[str] = []
         for number in range(1, governance_keys + 1):

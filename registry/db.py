@@ -13,18 +13,15 @@ switched off so that the sequencer can say ``BEGIN IMMEDIATE`` (execution option
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-from sqlalchemy import BigInteger, Column, Engine, LargeBinary, Table, Text, event, text
-from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy import BigInteger, Column, Engine, LargeBinary, Text, event, text
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
+
+from civic_service.db import is_sqlite, is_sqlite_url, postgres_engine, sqlite_engine, table_of
 
 SQLITE_BEGIN = "sqlite_begin"
 """Execution option naming the SQLite ``BEGIN`` mode of a connection's next transaction."""
 
-_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SCHEMA_LOCK_KEY = 0x43495649435F5247  # "CIVIC_RG": serialises table creation on PostgreSQL
 
 
@@ -65,48 +62,24 @@ class CheckpointRow(SQLModel, table=True):
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-def _table(model: type[SQLModel]) -> Table:
-    table = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(table, Table)
-    return table
-
-
-entries_table = _table(EntryRow)
-nodes_table = _table(NodeRow)
-tree_state_table = _table(TreeStateRow)
-checkpoints_table = _table(CheckpointRow)
+entries_table = table_of(EntryRow)
+nodes_table = table_of(NodeRow)
+tree_state_table = table_of(TreeStateRow)
+checkpoints_table = table_of(CheckpointRow)
 TABLES = (entries_table, nodes_table, tree_state_table, checkpoints_table)
 
 TREE_STATE_ID = 1
 
 
-def normalise_url(url: str) -> str:
-    """``postgres://`` and ``postgresql://`` mean psycopg 3, the driver we ship."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def create_engine(url: str, *, schema: str | None = None) -> Engine:
     """An engine for the registry tables; ``schema`` places them in a PostgreSQL schema."""
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        engine = sa_create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Autocommit at the driver level: transactions are begun by the "begin" hook below.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
+    if is_sqlite_url(url):
+        # Autocommit at the driver level: transactions are begun by the "begin" hook below.
+        engine = sqlite_engine(
+            url,
+            ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000"),
+            autocommit_driver=True,
+        )
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
@@ -116,14 +89,9 @@ def create_engine(url: str, *, schema: str | None = None) -> Engine:
             connection.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    # READ COMMITTED: after the advisory lock is granted, the next statement must see the
-    # appends committed while we waited (a snapshot taken before the wait would not).
-    engine = sa_create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
-    if schema is not None:
-        if not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError("the database schema name must be a plain SQL identifier")
-        engine = engine.execution_options(schema_translate_map={None: schema})
-    return engine
+    # READ COMMITTED matters here: after the advisory lock is granted, the next statement must
+    # see the appends committed while we waited.
+    return postgres_engine(url, schema=schema)
 
 
 def create_schema(engine: Engine) -> None:

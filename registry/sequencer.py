@@ -29,7 +29,8 @@ from civic.clock import Clock, system_clock
 from civic.errors import CivicError
 from civic.merkle import MerkleTree
 from civic.trust import GovernanceConfig, SignedEntry, TrustState, parse_entry
-from registry.db import SQLITE_BEGIN, entries_table, is_sqlite
+from civic_service.db import is_sqlite
+from registry.db import SQLITE_BEGIN, entries_table
 from registry.store import SqlNodeStore, read_entries, read_size
 
 SEQUENCER_LOCK_KEY = 0x43495649435F5351  # "CIVIC_SQ", the pg_advisory_xact_lock key

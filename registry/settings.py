@@ -15,10 +15,6 @@ readable by others, and on a witness list the quorum cannot be met from.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +23,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from civic.checkpoint import CosignatureVerifier
 from civic.encoding import json_loads_object
-from civic.errors import CivicError, ReasonCode, UsageError
+from civic.errors import CivicError
 from civic.note import NoteSigner
 from civic.trust import GovernanceConfig
+from civic_service.config import (
+    SettingsError,
+    load_token_digest,
+    read_text,
+    token_matches,
+)
+from civic_service.config import read_private_file as read_secret
 
 LOG_KEY_FILE = "log.skey"
 LOG_VKEY_FILE = "log.vkey"
@@ -41,13 +44,6 @@ DATABASE_FILE = "registry.sqlite3"
 
 # Tokens that ship in examples and docs; a server configured with one of them is refused.
 _DEFAULT_TOKENS = ("", "admin", "changeme", "change-me", "password", "secret", "token", "test")
-
-
-class SettingsError(UsageError):
-    """The service cannot start with this configuration."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(ReasonCode.MALFORMED_INPUT, detail)
 
 
 class WitnessEndpoint(BaseModel):
@@ -117,59 +113,23 @@ class RegistryRuntime:
     witness_quorum: int
 
     def admin_token_matches(self, presented: str) -> bool:
-        digest = hashlib.sha256(presented.encode("utf-8")).digest()
-        return hmac.compare_digest(digest, self.admin_token_sha256)
-
-
-def hash_admin_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+        return token_matches(presented, self.admin_token_sha256)
 
 
 def read_private_file(path: Path, what: str) -> str:
-    """Read a secret file, refusing one that is missing or readable by group or others."""
-    try:
-        info = path.stat()
-    except OSError:
-        raise SettingsError(f"{what} file {path} is missing (run `civic-registry init`)") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SettingsError(f"{what} file {path} must not be accessible by group or others")
-    return _read_text(path, what)
-
-
-def _read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise SettingsError(f"{what} file {path} is missing or unreadable") from None
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Create ``path`` with mode 0600 from the start (no window where others could read it)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    return read_secret(path, what, missing_hint="run `civic-registry init`")
 
 
 def _admin_hash(settings: RegistrySettings) -> bytes:
     text = settings.admin_token_sha256
     if text is None:
-        text = _read_text(settings.data_dir / ADMIN_TOKEN_HASH_FILE, "admin token hash")
-    text = text.strip().lower()
-    try:
-        digest = bytes.fromhex(text)
-    except ValueError:
-        digest = b""
-    if len(digest) != hashlib.sha256().digest_size:
-        raise SettingsError("the admin token hash must be 64 hex digits")
-    for weak in _DEFAULT_TOKENS:
-        if hmac.compare_digest(digest, hashlib.sha256(weak.encode()).digest()):
-            raise SettingsError("the admin token is a well-known default; run init again")
-    return digest
+        text = read_text(settings.data_dir / ADMIN_TOKEN_HASH_FILE, "admin token hash")
+    return load_token_digest(text, "admin token", _DEFAULT_TOKENS)
 
 
 def load_governance_file(path: Path) -> GovernanceConfig:
     try:
-        document = json_loads_object(_read_text(path, "governance"), what="governance file")
+        document = json_loads_object(read_text(path, "governance"), what="governance file")
         return GovernanceConfig.from_json(document)
     except CivicError as error:
         raise SettingsError(f"governance file {path}: {error.detail}") from None

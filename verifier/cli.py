@@ -27,19 +27,17 @@ from civic.errors import CivicError, ReasonCode, VerificationError
 from civic.jose import PrivateKey
 from civic.qr import decode_png, is_packed
 from civic.verdict import SnapshotTrust, Verdict, rejected, verify_presentations
+from civic_service.config import SettingsError, token_sha256_hex, write_private_file
 from verifier.replay import MemoryReplayStore
 from verifier.settings import (
     API_KEY_FILE,
     API_KEY_HASH_FILE,
     PACKAGED_POLICIES,
     SIGNING_KEY_FILE,
-    SettingsError,
     VerifierSettings,
-    hash_api_key,
     load_log_config,
     load_policies,
     load_runtime,
-    write_private_file,
 )
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n")[0])
@@ -75,7 +73,7 @@ def init(
     )
     api_key = secrets.token_urlsafe(32)
     write_private_file(data_dir / API_KEY_FILE, api_key + "\n")
-    (data_dir / API_KEY_HASH_FILE).write_text(hash_api_key(api_key) + "\n", encoding="utf-8")
+    (data_dir / API_KEY_HASH_FILE).write_text(token_sha256_hex(api_key) + "\n", encoding="utf-8")
     result = {
         "kid": kid,
         "jwk": key.public_key.to_jwk(),
@@ -104,7 +102,7 @@ def serve(
     workers by a balancer in front, or by replicas on ports of their own."""
     import uvicorn  # noqa: PLC0415
 
-    from verifier.serving import PROTOCOL  # noqa: PLC0415
+    from verifier.serving import LOG_CONFIG, PROTOCOL  # noqa: PLC0415
 
     overrides: dict[str, Any] = {}
     for name, value in (("data_dir", data_dir), ("host", host), ("port", port)):
@@ -124,6 +122,7 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level="info",
+        # log_config=LOG_CONFIG,
         http=PROTOCOL,
     )
 

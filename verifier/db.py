@@ -42,7 +42,6 @@ import fcntl
 import logging
 import os
 import queue
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -57,16 +56,15 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
-    Table,
     Text,
-    event,
     insert,
     select,
     text,
     update,
 )
-from sqlalchemy import create_engine as sa_create_engine
 from sqlmodel import Field, SQLModel
+
+from civic_service.db import is_sqlite_url, postgres_engine, sqlite_engine, table_of
 
 log = logging.getLogger("civic.verifier.db")
 
@@ -75,7 +73,6 @@ T = TypeVar("T")
 RETENTION = 3600
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
 MAX_BATCH = 512
-_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SCHEMA_LOCK_KEY = 0x43495649435F5646  # "CIVIC_VF": serialises table creation on PostgreSQL
 
 
@@ -131,16 +128,10 @@ class AuditRow(SQLModel, table=True):
     checkpoint_size: int | None = Field(default=None, sa_column=Column(BigInteger))
 
 
-def _table(model: type[SQLModel]) -> Table:
-    table = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(table, Table)
-    return table
-
-
-requests_table = _table(RequestRow)
-nonces_table = _table(NonceRow)
-audit_table = _table(AuditRow)
-meta_table = _table(MetaRow)
+requests_table = table_of(RequestRow)
+nonces_table = table_of(NonceRow)
+audit_table = table_of(AuditRow)
+meta_table = table_of(MetaRow)
 TABLES = (requests_table, nonces_table, audit_table, meta_table)
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 
@@ -154,37 +145,24 @@ def boot_id() -> str | None:
     return value or None
 
 
-def normalise_url(url: str) -> str:
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
 def create_engine(url: str, *, schema: str | None = None) -> Engine:
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        engine = sa_create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    if is_sqlite_url(url):
+        # synchronous=NORMAL may lose the last commits on power loss; the boot check voids
+        # nonces left from before a reboot, so NORMAL is safe only where boot_id exists.
         synchronous = "NORMAL" if boot_id() is not None else "FULL"
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            # A WAL that grew while a checkpoint could not finish is cut back when it starts
-            # over, not kept at its largest.
-            cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            cursor.close()
-
-        return engine
-    engine = sa_create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
-    if schema is not None:
-        if not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError("the database schema name must be a plain SQL identifier")
-        engine = engine.execution_options(schema_translate_map={None: schema})
-    return engine
+        # journal_size_limit: a WAL that grew while a checkpoint could not finish is cut back
+        # when it starts over, not kept at its largest.
+        return sqlite_engine(
+            url,
+            (
+                "journal_mode=WAL",
+                f"synchronous={synchronous}",
+                "busy_timeout=30000",
+                f"journal_size_limit={WAL_SIZE_LIMIT}",
+            ),
+            autocommit_driver=False,
+        )
+    return postgres_engine(url, schema=schema)
 
 
 def _sqlite_lock_path(engine: Engine) -> str | None:

@@ -23,10 +23,6 @@ document that would duplicate what the registry already states with witnesses.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +31,17 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from civic.encoding import json_loads_object
-from civic.errors import CivicError, ReasonCode, UsageError
+from civic.errors import CivicError
 from civic.jose import PrivateKey
 from civic.logsync import LogConfig
 from civic.policy import Policy, parse_policy_text
+from civic_service.config import (
+    SettingsError,
+    load_token_digest,
+    read_text,
+    token_matches,
+)
+from civic_service.config import read_private_file as read_secret
 from registry.client import log_config_from_json
 
 SIGNING_KEY_FILE = "verifier.jwk"
@@ -49,13 +52,6 @@ DATABASE_FILE = "verifier.sqlite3"
 PACKAGED_POLICIES = Path(__file__).resolve().parent / "policies"
 
 _WEAK_KEYS = ("", "admin", "changeme", "change-me", "password", "secret", "test", "key")
-
-
-class SettingsError(UsageError):
-    """The service cannot start with this configuration."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(ReasonCode.MALFORMED_INPUT, detail)
 
 
 class VerifierSettings(BaseSettings):
@@ -126,35 +122,11 @@ class VerifierRuntime:
         return (self.settings.client_id, *self.settings.extra_audiences)
 
     def api_key_matches(self, presented: str) -> bool:
-        digest = hashlib.sha256(presented.encode("utf-8")).digest()
-        return hmac.compare_digest(digest, self.api_key_sha256)
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return token_matches(presented, self.api_key_sha256)
 
 
 def read_private_file(path: Path, what: str) -> str:
-    try:
-        info = path.stat()
-    except OSError:
-        raise SettingsError(f"{what} file {path} is missing (run `civic-verifier init`)") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SettingsError(f"{what} file {path} must not be accessible by group or others")
-    return _read_text(path, what)
-
-
-def write_private_file(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-
-
-def _read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise SettingsError(f"{what} file {path} is missing or unreadable") from None
+    return read_secret(path, what, missing_hint="run `civic-verifier init`")
 
 
 def load_signing_key(path: Path) -> tuple[PrivateKey, str]:
@@ -182,7 +154,7 @@ def load_policies(directory: Path) -> dict[str, Policy]:
             continue
         try:
             policy = parse_policy_text(
-                _read_text(path, "policy"), format="json" if suffix == ".json" else "yaml"
+                read_text(path, "policy"), format="json" if suffix == ".json" else "yaml"
             )
         except CivicError as error:
             raise SettingsError(f"policy {path.name}: {error.detail}") from None
@@ -196,7 +168,7 @@ def load_policies(directory: Path) -> dict[str, Policy]:
 
 def load_log_config(path: Path) -> LogConfig:
     try:
-        document: dict[str, Any] = json_loads_object(_read_text(path, "trust config"))
+        document: dict[str, Any] = json_loads_object(read_text(path, "trust config"))
         return log_config_from_json(document)
     except CivicError as error:
         raise SettingsError(f"trust config {path}: {error.detail}") from None
@@ -205,17 +177,8 @@ def load_log_config(path: Path) -> LogConfig:
 def _api_key_hash(settings: VerifierSettings) -> bytes:
     text = settings.api_key_sha256
     if text is None:
-        text = _read_text(settings.data_dir / API_KEY_HASH_FILE, "API key hash")
-    try:
-        digest = bytes.fromhex(text.strip().lower())
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
-        raise SettingsError("the API key hash must be 64 hex digits")
-    for weak in _WEAK_KEYS:
-        if hmac.compare_digest(digest, hashlib.sha256(weak.encode()).digest()):
-            raise SettingsError("the API key is a well-known default; run init again")
-    return digest
+        text = read_text(settings.data_dir / API_KEY_HASH_FILE, "API key hash")
+    return load_token_digest(text, "API key", _WEAK_KEYS)
 
 
 def load_runtime(settings: VerifierSettings) -> VerifierRuntime:

@@ -1,7 +1,9 @@
 """``civic-wallet``: the citizen's wallet on the command line (issue 6).
 
 Commands: ``init``, ``receive``, ``list``, ``show``, ``delete``, ``history``, ``present``,
-``qr``, ``export``, ``import``, and ``trust configure | sync | show``.
+``qr``, ``export``, ``import``, ``trust configure | sync | show``, and ``unlock`` / ``lock``
+(a background agent keeps the derived key for a while, :mod:`wallet_cli.agent`; every command
+that opens the wallet asks it first and falls back to the passphrase).
 
 Data goes to stdout (tables, or one JSON document with ``--json``); messages, prompts and
 errors go to stderr, errors as ``civic-wallet: <reason_code>: <detail>`` (a JSON object with
@@ -158,14 +160,21 @@ def _home(ctx: typer.Context) -> Path:
     return runtime.home if runtime.home is not None else wallet_home(os.environ)
 
 
-def _store(ctx: typer.Context, *, new: bool = False) -> WalletStore:
+def _open_store(runtime: WalletRuntime, home: Path, *, new: bool = False) -> WalletStore:
+    """The store, asking the wallet's agent first (not for a new wallet)."""
+    from wallet_cli.agent import AgentClient  # noqa: PLC0415
     from wallet_cli.store import WalletStore  # noqa: PLC0415
 
     return WalletStore(
-        _home(ctx),
+        home,
         _secret("CIVIC_WALLET_PASSPHRASE", "Wallet passphrase", confirm=new),
-        unsafe_kdf=_runtime(ctx).unsafe_kdf,
+        unsafe_kdf=runtime.unsafe_kdf,
+        agent=None if new else AgentClient(home, os.environ, warn=_warn),
     )
+
+
+def _store(ctx: typer.Context, *, new: bool = False) -> WalletStore:
+    return _open_store(_runtime(ctx), _home(ctx), new=new)
 
 
 def _uri_argument(uri: str | None, image: Path | None, what: str) -> str:
@@ -513,14 +522,10 @@ def _credential_row(credential: StoredCredential, lang: str) -> dict[str, Any]:
 
 
 def _list_output(runtime: WalletRuntime, lang: str, as_json: bool) -> None:
-    from wallet_cli.store import WalletStore, wallet_home  # noqa: PLC0415
+    from wallet_cli.store import wallet_home  # noqa: PLC0415
 
     home = runtime.home if runtime.home is not None else wallet_home(os.environ)
-    store = WalletStore(
-        home,
-        _secret("CIVIC_WALLET_PASSPHRASE", "Wallet passphrase", confirm=False),
-        unsafe_kdf=runtime.unsafe_kdf,
-    )
+    store = _open_store(runtime, home)
     rows = [_credential_row(c, lang) for c in store.read().credentials]
     if as_json:
         _emit_json({"credentials": rows})
@@ -1024,6 +1029,54 @@ def qr(
     _info(f"QR version {version} ({len(packed)} characters); PNG written to {destination}")
     if language == "ko":
         _info("창구 스캐너에 이 QR 코드를 보여 주세요.")
+
+
+# --- unlock / lock ------------------------------------------------------------------------------
+
+
+@app.command()
+@_handled
+def unlock(
+    ctx: typer.Context,
+    lifetime: Annotated[
+        str,
+        typer.Option(
+            "--for", help="How long the wallet stays unlocked: 90s, 15m, 2h (at most 12h)."
+        ),
+    ] = "15m",
+    as_json: JsonFlag = False,
+) -> None:
+    """Derive the key once and keep it in a background agent, so that the next commands
+    need no passphrase (until --for is up, `civic-wallet lock`, or the wallet is replaced)."""
+    from wallet_cli.agent import AgentClient, WalletIdentity, parse_duration, start_agent  # noqa: PLC0415
+
+    seconds = parse_duration(lifetime)
+    home = _home(ctx)
+    store = _store(ctx, new=True)  # the passphrase, never an agent: unlocking proves it
+    key, envelope = store.unlock()
+    client = AgentClient(home, os.environ, warn=_warn)
+    client.lock()  # a new unlock replaces the agent already running for this wallet
+    pid = start_agent(client.socket_path, WalletIdentity.of(home, envelope), key.key, seconds)
+    document = {"unlocked": True, "seconds": seconds, "pid": pid, "socket": str(client.socket_path)}
+    if as_json:
+        _emit_json(document)
+    else:
+        typer.echo(f"wallet unlocked for {lifetime} (agent pid {pid}; civic-wallet lock ends it)")
+
+
+@app.command()
+@_handled
+def lock(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Stop the wallet's agent: it wipes the key; the next command asks for the passphrase."""
+    from wallet_cli.agent import AgentClient  # noqa: PLC0415
+
+    status = AgentClient(_home(ctx), os.environ, warn=_warn).lock()
+    if as_json:
+        _emit_json({"locked": True, "agent_was_running": status is not None})
+    else:
+        typer.echo(
+            "wallet locked" if status is not None else "wallet locked (no agent was running)"
+        )
 
 
 # --- export / import ----------------------------------------------------------------------------

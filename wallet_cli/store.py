@@ -38,11 +38,7 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-import nacl.exceptions
-import nacl.pwhash
-import nacl.secret
+from typing import Any, Final, Protocol
 
 from civic.clock import RandomBytes, system_random
 from civic.encoding import b64url_decode, b64url_encode, json_dumps, json_loads
@@ -51,7 +47,11 @@ from wallet_cli.model import WalletData
 
 SEALED_FORMAT: Final = "civic-wallet-sealed/1"
 KDF_NAME: Final = "argon2id13"
-SALT_BYTES: Final = nacl.pwhash.argon2id.SALTBYTES
+SALT_BYTES: Final = 16
+"""``crypto_pwhash_argon2id_SALTBYTES``. libsodium's constants are written out here (a test
+checks them against PyNaCl) so that opening the store through the agent imports no libsodium."""
+KEY_BYTES: Final = 32
+NONCE_BYTES: Final = 24
 STORE_FILE: Final = "wallet.sealed"
 PREVIOUS_FILE: Final = "wallet.sealed.prev"
 LOCK_FILE: Final = "wallet.lock"
@@ -59,7 +59,6 @@ MIN_PASSPHRASE_LENGTH: Final = 10
 MAX_SEALED_BYTES: Final = 64 << 20
 """A wallet of a few hundred credentials is well under a megabyte; more is not a store."""
 
-_ARGON2 = nacl.pwhash.argon2id
 _WELL_KNOWN = frozenset(
     {"password", "passphrase", "changeme", "change-me", "0123456789", "1234567890", "qwertyuiop"}
 )
@@ -73,9 +72,9 @@ class KdfLimits:
     memlimit: int
 
 
-MODERATE: Final = KdfLimits(_ARGON2.OPSLIMIT_MODERATE, _ARGON2.MEMLIMIT_MODERATE)
+MODERATE: Final = KdfLimits(3, 256 << 20)
 """What every store and backup is sealed with (about a second, 256 MiB)."""
-_CEILING: Final = KdfLimits(_ARGON2.OPSLIMIT_SENSITIVE, _ARGON2.MEMLIMIT_SENSITIVE)
+_CEILING: Final = KdfLimits(4, 1 << 30)
 """Above this a header is not ours: refuse rather than allocate what it asks."""
 
 
@@ -86,7 +85,7 @@ class UnsafeFastKdfForTests:
     test suite does not spend a second per command. Nothing a user can configure selects it.
     """
 
-    limits: Final = KdfLimits(_ARGON2.OPSLIMIT_MIN, _ARGON2.MEMLIMIT_MIN)
+    limits: Final = KdfLimits(1, 8192)
 
 
 def wallet_home(env: Mapping[str, str]) -> Path:
@@ -132,8 +131,10 @@ class SealingKey:
 
 
 def derive_key(passphrase: str, salt: bytes, limits: KdfLimits) -> SealingKey:
-    raw = _ARGON2.kdf(
-        nacl.secret.SecretBox.KEY_SIZE,
+    import nacl.pwhash  # noqa: PLC0415
+
+    raw = nacl.pwhash.argon2id.kdf(
+        KEY_BYTES,
         normalize_passphrase(passphrase).encode("utf-8"),
         salt,
         opslimit=limits.opslimit,
@@ -153,16 +154,23 @@ def new_key(
 def seal(
     plaintext: bytes, key: SealingKey, *, kind: str, random: RandomBytes = system_random
 ) -> bytes:
+    import nacl.secret  # noqa: PLC0415
+
     box = nacl.secret.SecretBox(key.key)
-    sealed = bytes(box.encrypt(plaintext, random(nacl.secret.SecretBox.NONCE_SIZE)))
+    sealed = bytes(box.encrypt(plaintext, random(NONCE_BYTES)))
+    return wrap_sealed(sealed, key.salt, key.limits, kind=kind)
+
+
+def wrap_sealed(sealed: bytes, salt: bytes, limits: KdfLimits, *, kind: str) -> bytes:
+    """The envelope around ``nonce || ciphertext`` (sealed here, or by the agent)."""
     envelope = {
         "format": SEALED_FORMAT,
         "kind": kind,
         "kdf": {
             "alg": KDF_NAME,
-            "opslimit": key.limits.opslimit,
-            "memlimit": key.limits.memlimit,
-            "salt": b64url_encode(key.salt),
+            "opslimit": limits.opslimit,
+            "memlimit": limits.memlimit,
+            "salt": b64url_encode(salt),
         },
         "sealed": b64url_encode(sealed),
         "sha256": b64url_encode(hashlib.sha256(sealed).digest()),
@@ -226,6 +234,9 @@ def parse_envelope(data: bytes, *, kind: str, what: str, floor: KdfLimits = MODE
 
 
 def open_sealed(envelope: Envelope, key: SealingKey, *, what: str) -> bytes:
+    import nacl.exceptions  # noqa: PLC0415
+    import nacl.secret  # noqa: PLC0415
+
     try:
         return bytes(nacl.secret.SecretBox(key.key).decrypt(envelope.sealed))
     except nacl.exceptions.CryptoError:
@@ -310,12 +321,24 @@ def file_lock(path: Path, *, exclusive: bool, timeout: float) -> Iterator[None]:
 # --- the store ------------------------------------------------------------------------------
 
 
+class KeyAgent(Protocol):
+    """Opens and seals the store with a key held elsewhere (:mod:`wallet_cli.agent`); ``None``
+    means "not now", and the store falls back to the passphrase."""
+
+    def open(self, envelope: Envelope) -> bytes | None: ...
+
+    def seal(self, plaintext: bytes, envelope: Envelope) -> bytes | None: ...
+
+
 class WalletStore:
     """The sealed wallet in ``home``.
 
     ``passphrase`` is called at most once, when a key must first be derived (so a prompt only
     appears when needed); the derived key is kept for the life of the object, which lets a
-    command read, then update, with one Argon2id run.
+    command read, then update, with one Argon2id run. With an ``agent`` (an unlocked wallet),
+    the agent opens and seals instead and the passphrase is not asked for at all; if the agent
+    goes away in the middle of a command (its time is up), the passphrase is asked for then,
+    and checked against the store that was opened before anything is written.
     """
 
     def __init__(
@@ -326,9 +349,12 @@ class WalletStore:
         unsafe_kdf: UnsafeFastKdfForTests | None = None,
         lock_timeout: float = 30.0,
         random: RandomBytes = system_random,
+        agent: KeyAgent | None = None,
     ) -> None:
         self.home = home
         self._passphrase = passphrase
+        self._agent = agent
+        self._opened: Envelope | None = None
         self._limits = unsafe_kdf.limits if unsafe_kdf is not None else MODERATE
         self._floor = self._limits
         self._lock_timeout = lock_timeout
@@ -384,21 +410,34 @@ class WalletStore:
             )
             raise _corrupted("wallet store", error.detail.split(": ", 1)[-1] + hint) from None
         key = self._key
+        plaintext = None
         if key is None or key.salt != envelope.salt or key.limits != envelope.limits:
-            key = derive_key(self._passphrase(), envelope.salt, envelope.limits)
-        plaintext = open_sealed(envelope, key, what="wallet store")
-        self._key = key
+            if self._agent is not None and key is None:
+                plaintext = self._agent.open(envelope)
+            if plaintext is None:
+                key = derive_key(self._passphrase(), envelope.salt, envelope.limits)
+        if plaintext is None:
+            assert key is not None
+            plaintext = open_sealed(envelope, key, what="wallet store")
+            self._key = key
+        self._opened = envelope
         return decode_wallet(plaintext, what="wallet store")
 
     def _save(self, wallet: WalletData) -> None:
+        plaintext = json_dumps(wallet.to_json()).encode("utf-8")
+        opened = self._opened
+        if self._key is None and self._agent is not None and opened is not None:
+            sealed = self._agent.seal(plaintext, opened)
+            if sealed is not None:
+                data = wrap_sealed(sealed, opened.salt, opened.limits, kind="store")
+                atomic_write(self.path, data, keep_previous=self.previous_path)
+                return
+            key = derive_key(self._passphrase(), opened.salt, opened.limits)
+            open_sealed(opened, key, what="wallet store")  # a wrong passphrase writes nothing
+            self._key = key
         assert self._key is not None
-        sealed = seal(
-            json_dumps(wallet.to_json()).encode("utf-8"),
-            self._key,
-            kind="store",
-            random=self._random,
-        )
-        atomic_write(self.path, sealed, keep_previous=self.previous_path)
+        sealed_store = seal(plaintext, self._key, kind="store", random=self._random)
+        atomic_write(self.path, sealed_store, keep_previous=self.previous_path)
 
     # -- public operations --------------------------------------------------------------------
 
@@ -424,6 +463,20 @@ class WalletStore:
             raise self._not_found()
         with self._lock(exclusive=False):
             return self._load()
+
+    def unlock(self) -> tuple[SealingKey, Envelope]:
+        """Derive the store's key from the passphrase (never through an agent) and prove it by
+        opening the store: for ``civic-wallet unlock``."""
+        if not self.exists():
+            raise self._not_found()
+        agent, self._agent, self._key = self._agent, None, None
+        try:
+            with self._lock(exclusive=False):
+                self._load()
+        finally:
+            self._agent = agent
+        assert self._key is not None and self._opened is not None
+        return self._key, self._opened
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[WalletData]:

@@ -21,8 +21,6 @@ or the database URL (which may hold a password): errors name the setting and the
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,18 +33,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from civic.checkpoint import CosignatureSigner, generate_cosignature_key
 from civic.clock import Clock, RandomBytes, system_clock, system_random
 from civic.encoding import json_loads_object
-from civic.errors import CivicError, ReasonCode, UsageError
+from civic.errors import CivicError
 from civic.note import MAX_NOTE_BYTES, NoteVerifier
 from civic.witness import MAX_REQUEST_BYTES
+from civic_service.config import SettingsError, read_private_file, write_private_file
 
 DEFAULT_DATABASE_URL = "sqlite:///civic-witness.sqlite3"
 
 
-class WitnessSettingsError(UsageError):
+class WitnessSettingsError(SettingsError):
     """The witness cannot start with this configuration."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(ReasonCode.MALFORMED_INPUT, detail)
 
 
 class WitnessSettings(BaseSettings):
@@ -106,21 +102,11 @@ def origin_hash(origin: str) -> str:
 def read_signer_key(path: Path, now: Clock = system_clock) -> CosignatureSigner:
     """Load the witness key, refusing a file that group or others may access."""
     try:
-        info = path.stat()
-    except OSError:
-        raise WitnessSettingsError(
-            f"witness key file {path} is missing (run `civic-registry witness init`)"
-        ) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise WitnessSettingsError(f"witness key file {path} is not a regular file")
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise WitnessSettingsError(
-            f"witness key file {path} must not be accessible by group or others (chmod 600)"
+        text = read_private_file(
+            path, "witness key", missing_hint="run `civic-registry witness init`"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise WitnessSettingsError(f"witness key file {path} is unreadable") from None
+    except SettingsError as error:
+        raise WitnessSettingsError(error.detail) from None
     try:
         return CosignatureSigner.from_skey(text.strip(), now)
     except CivicError:
@@ -135,16 +121,13 @@ def write_signer_key(path: Path, name: str, random: RandomBytes = system_random)
     skey, vkey = generate_cosignature_key(name, random)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        # O_EXCL: never clobber a key; the mode applies from creation, with no readable window.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private_file(path, skey + "\n")
     except FileExistsError:
         raise WitnessSettingsError(f"witness key file {path} already exists") from None
     except OSError as error:
         raise WitnessSettingsError(
             f"cannot create witness key file {path}: {error.strerror}"
         ) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(skey + "\n")
     return vkey
 
 

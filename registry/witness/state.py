@@ -22,16 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import BigInteger, Column, Engine, LargeBinary, Table, Text, event, select
-from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, SQLModel
 
 from civic.witness import EMPTY_LOG_STATE, LogState, WitnessSizeConflict
+from civic_service.db import is_sqlite_url, postgres_engine, sqlite_engine
 
 MAX_STORED_SIZE = (1 << 63) - 1
 """Largest tree size the BIGINT columns hold."""
@@ -76,43 +74,19 @@ Decision = Callable[[LogState], tuple[LogState, str]]
 """Given the stored state, return (new state, cosigned checkpoint note) or raise to refuse."""
 
 
-def normalise_database_url(url: str) -> str:
-    """``postgres://`` and ``postgresql://`` mean psycopg 3, the driver the project ships."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
 def create_witness_engine(url: str, *, schema: str | None = None) -> Engine:
     """An engine for the witness state; ``schema`` places the table in a PostgreSQL schema."""
-    url = normalise_database_url(url)
-    if url.startswith("sqlite"):
-        in_memory = url in ("sqlite://", "sqlite:///:memory:")
-        engine = sa_create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            # One shared connection, or every pooled connection would see its own empty database.
-            poolclass=StaticPool if in_memory else None,
-        )
+    if not is_sqlite_url(url):
+        return postgres_engine(url, schema=schema)
+    engine = sqlite_engine(
+        url, ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000"), autocommit_driver=True
+    )
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            if not in_memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(_SQLITE_BEGIN, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection: Connection) -> None:
-            immediate = connection.get_execution_options().get(_SQLITE_BEGIN, False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    else:
-        engine = sa_create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
     if schema is not None:
         engine = engine.execution_options(schema_translate_map={None: schema})
     return engine

@@ -46,6 +46,7 @@ from civic.jose import PrivateKey, public_key_from_jwk, sign_jwt, verify_jws
 from civic.logsync import sync
 from civic.merkle import leaf_hash, root_from_leaf_hashes
 from civic.sdjwt import create_presentation
+from civic_service.db import normalise_url
 from demo.city import command, run_cli_json
 from demo.processes import Service, Supervisor, clean_environment, free_port
 from issuer.cli import app as issuer_app
@@ -62,7 +63,6 @@ from tests.services.registry_harness import (
     wait_for,
 )
 from verifier.cli import app as verifier_app
-from verifier.db import normalise_url
 
 POSTGRES_URL = os.environ.get("CIVIC_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("CIVIC_TEST_REDIS_URL")

@@ -42,6 +42,7 @@ from civic.credentials import RESIDENCY_VCT, VACCINATION_VCT, YOUTH_ALLOWANCE_VC
 from civic.encoding import b64std_decode, json_dumps, json_loads_object
 from civic.jose import PrivateKey, sign_jwt
 from civic.sdjwt import parse_sd_jwt
+from civic_service.config import token_sha256_hex, write_private_file
 from issuer import db as issuer_db
 from issuer.admin import create_api_key
 from issuer.app import build_context, registry_trust
@@ -66,7 +67,7 @@ from tests.services.registry_harness import (
 from tests.services.verifier_deploy import ALLOWED, API_KEY, STAFF, AppServer
 from verifier.app import build_services
 from verifier.app import create_app as create_verifier_app
-from verifier.settings import VerifierSettings, hash_api_key, write_private_file
+from verifier.settings import VerifierSettings
 from verifier.settings import load_runtime as load_verifier_runtime
 from wallet_cli.cli import WalletRuntime, app
 from wallet_cli.store import UnsafeFastKdfForTests
@@ -292,7 +293,7 @@ def running_city(root: Path, *, batch_size: int = 5) -> Iterator[City]:
             verifier_dir / "verifier.jwk",
             json_dumps({**verifier_key.export_private_jwk(), "kid": "v-1"}),
         )
-        (verifier_dir / "api-key.sha256").write_text(hash_api_key(API_KEY))
+        (verifier_dir / "api-key.sha256").write_text(token_sha256_hex(API_KEY))
         shutil.copy(trust_config, verifier_dir / "trust-config.json")
         port = free_port()
         verifier_runtime = load_verifier_runtime(

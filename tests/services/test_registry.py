@@ -38,6 +38,7 @@ from civic.merkle import (
 )
 from civic.note import NoteVerifier
 from civic.trust import EVENT_TYP, new_event
+from civic_service.config import token_sha256_hex
 from registry.app import create_app
 from registry.client import HttpLogSource, RegistryClient, RegistryHttpError, log_config_from_json
 from registry.db import SQLITE_BEGIN, create_engine, create_schema
@@ -45,7 +46,6 @@ from registry.settings import (
     RegistrySettings,
     SettingsError,
     WitnessEndpoint,
-    hash_admin_token,
     load_runtime,
 )
 from registry.store import SqlNodeStore
@@ -654,7 +654,7 @@ def test_settings_refuse_missing_weak_or_exposed_secrets(tmp_path: Path) -> None
             load_runtime(RegistrySettings(**overrides))
         return error.value.detail
 
-    assert "admin token" in refused(admin_token_sha256=hash_admin_token("changeme"))
+    assert "admin token" in refused(admin_token_sha256=token_sha256_hex("changeme"))
     assert "64 hex" in refused(admin_token_sha256="abc")
     assert "quorum" in refused(witness_quorum=1)
     (data_dir / "log.skey").chmod(0o644)
@@ -678,7 +678,7 @@ def test_init_files_are_private(tmp_path: Path) -> None:
         assert stat.S_IMODE((files.data_dir / name).stat().st_mode) == 0o600
     assert secrets.compare_digest(
         (files.data_dir / "admin-token.sha256").read_text().strip(),
-        hash_admin_token(files.admin_token),
+        token_sha256_hex(files.admin_token),
     )
 
 

@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from civic.encoding import json_dumps
+from civic_service.db import normalise_url
 from tests.services.registry_harness import free_port
 from tests.services.verifier_deploy import STAFF, Deployment, VerifierProcess, Wallet
 from tests.unit.verifier_city import CLIENT_ID
-from verifier.db import normalise_url
 
 POSTGRES_URL = os.environ.get("CIVIC_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("CIVIC_TEST_REDIS_URL")

@@ -25,9 +25,10 @@ from fastapi import FastAPI
 from civic.credentials import RESIDENCY_VCT, VACCINATION_VCT, YOUTH_ALLOWANCE_VCT
 from civic.encoding import json_dumps
 from civic.jose import verify_jws
+from civic_service.config import token_sha256_hex, write_private_file
 from tests.services.registry_harness import ROOT, free_port, wait_for
 from tests.unit.verifier_city import CLIENT_ID, City
-from verifier.settings import VerifierSettings, hash_api_key, write_private_file
+from verifier.settings import VerifierSettings
 
 API_KEY = "staff-key-for-tests-0123456789abcdef"
 ALLOWED = [
@@ -109,7 +110,7 @@ class Deployment:
         if key_file.exists():
             key_file.unlink()
         write_private_file(key_file, json_dumps(jwk))
-        (self.data_dir / "api-key.sha256").write_text(hash_api_key(API_KEY))
+        (self.data_dir / "api-key.sha256").write_text(token_sha256_hex(API_KEY))
         bundle, config = self.city.bundle(witness_time=self.city.now - witness_age)
         (self.data_dir / "trust-config.json").write_text(
             json_dumps(self.city.trust_config_json(config))
