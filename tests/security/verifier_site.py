@@ -9,7 +9,7 @@ Every HTTP answer is checked for a 5xx on the way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,9 +136,13 @@ def running_site(
     *,
     history: bool = True,
     policies_dir: Path | None = None,
+    prepare: Callable[[Deployment], None] | None = None,
     **settings: Any,
 ) -> Iterator[Site]:
-    """A verifier over the city (with the attack keys when ``history``) on 127.0.0.1."""
+    """A verifier over the city (with the attack keys when ``history``) on 127.0.0.1.
+
+    ``prepare`` may change the deployment (more registry history, other files) before the
+    verifier reads its files."""
     deployment = Deployment.create(data_dir)
     city = deployment.city
     keys = (
@@ -146,6 +150,8 @@ def running_site(
         if history
         else IssuerKeys(*(PrivateKey.generate() for _ in range(6)))
     )
+    if prepare is not None:
+        prepare(deployment)
     deployment.write_files()  # the bundle now carries the extra history
     if policies_dir is not None:
         settings["policies_dir"] = policies_dir
