@@ -7,7 +7,9 @@
   Merkle test data.
 - JSON (RFC 8259) parsed strictly: duplicate member names are rejected (RFC 7515 section 5.2
   allows a JWS parser to reject them, and SD-JWT relies on unambiguous objects), as are NaN,
-  Infinity, invalid UTF-8 and nesting deeper than a fixed bound.
+  Infinity, numbers too large for a double (``1e400`` would be infinity), invalid UTF-8 and
+  the unpaired surrogates of ``\\ud800`` escapes (no UTF-8 form: RFC 8259 section 8.2, RFC 7493
+  section 2.1), and nesting deeper than a fixed bound.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -94,8 +98,17 @@ def _reject_constant(name: str) -> Any:
     raise MalformedError(ReasonCode.MALFORMED_JSON, f"non-standard JSON constant {name}")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise MalformedError(ReasonCode.NUMBER_OUT_OF_RANGE, "JSON number too large")
+    return value
+
+
 _STRICT_DECODER = json.JSONDecoder(
-    object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+    object_pairs_hook=_reject_duplicates,
+    parse_constant=_reject_constant,
+    parse_float=_finite_float,
 )
 # Set by JSONDecoder.__init__ but absent from the type stubs.
 _SCAN: Callable[[str, int], tuple[Any, int]] = _STRICT_DECODER.scan_once  # type: ignore[attr-defined]
@@ -115,6 +128,32 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
         if depth > limit:
             return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89abcdefABCDEF]")
+
+
+def _has_unpaired_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            strings: Any = (node,)
+        elif isinstance(node, dict):
+            strings = node.keys()
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+            continue
+        else:
+            continue
+        for text in strings:
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
     return False
 
 
@@ -138,6 +177,14 @@ def json_loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise MalformedError(ReasonCode.MALFORMED_JSON, "invalid JSON") from None
     if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
         raise MalformedError(ReasonCode.MALFORMED_JSON, "trailing data after JSON")
+    # A "\\ud800" escape decodes to a string that has no UTF-8 form: it would break every
+    # encoder downstream (HTTP responses, databases, logs). Valid pairs decode to one character.
+    if (
+        ("\\u" in text or not text.isascii())
+        and _SURROGATE.search(text) is not None
+        and _has_unpaired_surrogate(value)
+    ):
+        raise MalformedError(ReasonCode.MALFORMED_UTF8, "unpaired surrogate in a JSON string")
     # Nesting needs one bracket per level: most inputs have too few to need the walk.
     if (
         isinstance(value, dict | list)

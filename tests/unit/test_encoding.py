@@ -87,12 +87,22 @@ def test_json_rejects_duplicate_members_at_any_depth() -> None:
         ("[" * 100 + "]" * 100, ReasonCode.NESTING_TOO_DEEP),
         ("[" * 100_000, ReasonCode.NESTING_TOO_DEEP),
         ("1" * 5000, ReasonCode.NUMBER_OUT_OF_RANGE),
+        ("1e400", ReasonCode.NUMBER_OUT_OF_RANGE),
+        ('{"exp": -1.5e999}', ReasonCode.NUMBER_OUT_OF_RANGE),
+        ('"\\ud800"', ReasonCode.MALFORMED_UTF8),
+        ('{"\\uDC00": 1}', ReasonCode.MALFORMED_UTF8),
+        ('["ok", {"kid": "x\\udbff"}]', ReasonCode.MALFORMED_UTF8),
+        ('["\ud800"]', ReasonCode.MALFORMED_UTF8),
     ],
 )
 def test_json_rejections_carry_reason(data: str | bytes, reason: ReasonCode) -> None:
     with pytest.raises(MalformedError) as info:
         json_loads(data)
     assert info.value.reason is reason
+
+
+def test_json_keeps_surrogate_pairs_and_tiny_floats() -> None:
+    assert json_loads('["\\ud83d\\ude00", "\\\\ud800", 1e-400]') == ["\U0001f600", "\\ud800", 0.0]
 
 
 def test_json_object_required() -> None:
