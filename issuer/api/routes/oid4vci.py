@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from issuer.api.deps import ContextDep, FlowDep
 from issuer.issuance import IssuanceFlow
@@ -79,8 +80,19 @@ async def credential(request: Request) -> Response:
     return JSONResponse(answer, headers=NO_STORE)
 
 
+class _NamedRoute(Route):
+    """A Starlette route that puts itself in the scope as ``route``, as FastAPI's routes do:
+    the app's request log prints that route's template, and "(no route)" without it."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
 wallet_routes = [
-    Route("/token", token, methods=["POST"]),
-    Route("/nonce", nonce, methods=["POST"]),
-    Route("/credential", credential, methods=["POST"]),
+    _NamedRoute("/token", token, methods=["POST"]),
+    _NamedRoute("/nonce", nonce, methods=["POST"]),
+    _NamedRoute("/credential", credential, methods=["POST"]),
 ]
