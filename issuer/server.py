@@ -16,18 +16,27 @@ container runtime) restarts the whole service, rather than this process hiding a
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import signal
 import socket
 import threading
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from issuer.app import build_context, create_app, registry_trust
 from issuer.settings import IssuerSettings, load_runtime
 
 STOP_TIMEOUT = 30.0
+
+LOG_CONFIG: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+"""uvicorn's logging config plus the issuer's own loggers at INFO on stderr (request lines by
+route template, offers' progress by number; no claim value): uvicorn configures only its own
+loggers, so these were dropped."""
+LOG_CONFIG["loggers"]["issuer"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -48,7 +57,7 @@ def run_worker(settings: IssuerSettings, sock: socket.socket) -> None:
     context = build_context(runtime, trust=registry_trust(runtime))
     # The access log would print offer references (bearer secrets) in paths; the app logs
     # requests by route template instead.
-    config = uvicorn.Config(create_app(context), access_log=False)
+    config = uvicorn.Config(create_app(context), access_log=False, log_config=LOG_CONFIG)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -637,7 +637,7 @@ def _audit_row(verdict: Verdict, *, kind: str, request_id: str | None) -> dict[s
 
 def _log_verdict(row: dict[str, Any]) -> None:
     log.info(
-        "verdict %s kind=%s policy=%s reasons=%s vct=%s issuer=%s checkpoint=%s",
+        "verdict %s kind=%s policy=%s reasons=%s vct=%s issuer=%s checkpoint=%s request=%s",
         row["result"],
         row["kind"],
         row["policy_id"],
@@ -645,6 +645,7 @@ def _log_verdict(row: dict[str, Any]) -> None:
         row["vct"] or "-",
         row["issuer"] or "-",
         row["checkpoint_size"],
+        row["request_id"] or "-",
     )
 
 

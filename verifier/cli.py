@@ -102,7 +102,7 @@ def serve(
     workers by a balancer in front, or by replicas on ports of their own."""
     import uvicorn  # noqa: PLC0415
 
-    from verifier.serving import PROTOCOL  # noqa: PLC0415
+    from verifier.serving import LOG_CONFIG, PROTOCOL  # noqa: PLC0415
 
     overrides: dict[str, Any] = {}
     for name, value in (("data_dir", data_dir), ("host", host), ("port", port)):
@@ -122,6 +122,7 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level="info",
+        log_config=LOG_CONFIG,
         http=PROTOCOL,
     )
 

@@ -7,13 +7,20 @@ waits for the client to acknowledge the head, which a client delays by up to 40 
 delayed ACK): every response of a multi-worker verifier took 40 ms more (measured with
 ``bench.verifier``). :class:`NoDelayHTTPProtocol` is uvicorn's own HTTP protocol (httptools when
 installed, else h11) that sets ``TCP_NODELAY`` itself; ``civic-verifier serve`` uses it.
+
+:data:`LOG_CONFIG` is uvicorn's logging config plus the ``civic.verifier`` loggers at INFO on
+stderr: uvicorn configures only its own loggers, so the audit line of every verdict (reason
+codes and identifiers, never a claim value) was dropped under ``civic-verifier serve``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from uvicorn.config import LOGGING_CONFIG
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornProtocol
@@ -25,6 +32,14 @@ else:
 
 PROTOCOL = "verifier.serving:NoDelayHTTPProtocol"
 """What to give uvicorn as ``http``: an import string, so that each worker imports it."""
+
+LOG_CONFIG: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+"""What to give uvicorn as ``log_config`` (each worker process applies it)."""
+LOG_CONFIG["loggers"]["civic.verifier"] = {
+    "handlers": ["default"],
+    "level": "INFO",
+    "propagate": False,
+}
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
