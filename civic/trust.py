@@ -361,7 +361,7 @@ def _parse_event(event: object, *, copy: bool) -> Event:
     if not isinstance(event, dict):
         raise _malformed("event must be a JSON object")
     kind = event.get("type")
-    if kind not in _REQUIRED:
+    if not isinstance(kind, str) or kind not in _REQUIRED:  # a list or object is unhashable
         raise _malformed("unknown event type")
     members = event.keys()
     required = _REQUIRED_WITH_COMMON[kind]

@@ -9,7 +9,7 @@ passes the signature and reaches the semantic checks behind it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from hypothesis import strategies as st
@@ -126,7 +126,8 @@ SCALARS = st.one_of(
 )
 
 
-def json_values(keys: Sequence[str] = ()) -> st.SearchStrategy[Any]:
+@cache
+def json_values(keys: tuple[str, ...] = ()) -> st.SearchStrategy[Any]:
     """Any JSON value, with object keys drawn partly from ``keys`` (the valid input's)."""
     key = st.sampled_from(list(keys)) | st.text(max_size=8) if keys else st.text(max_size=8)
     return st.one_of(
@@ -160,33 +161,48 @@ def _keys(value: Any) -> set[str]:
     return set()
 
 
-@st.composite
-def mutated_json(draw: st.DrawFn, valid: Any) -> Any:
+def mutated_json(valid: Any) -> st.SearchStrategy[Any]:
     """``valid`` with one to three nodes replaced, retyped, removed, duplicated or added to."""
+    keys = tuple(sorted(_keys(valid))) or ("x",)
+    return _mutated_json(
+        valid, keys, json_values(keys), st.sampled_from(keys) | st.text(max_size=6)
+    )
+
+
+@st.composite
+def _mutated_json(
+    draw: st.DrawFn,
+    valid: Any,
+    keys: tuple[str, ...],
+    values: st.SearchStrategy[Any],
+    names: st.SearchStrategy[str],
+) -> Any:
     root = [copy.deepcopy(valid)]  # a holder, so that the root itself can be replaced
-    keys = sorted(_keys(valid)) or ["x"]
-    for _ in range(draw(st.integers(1, 3), label="json mutations")):
+    for _ in range(draw(_COUNTS, label="json mutations")):
         path = draw(st.sampled_from(_nodes(root[0])), label="path")
         parent: Any = root
         for step in (0, *path[:-1]) if path else ():
             parent = parent[step]
         slot = path[-1] if path else 0
         node = parent[slot]
-        op = draw(st.sampled_from(["replace", "retype", "delete", "add", "wrap"]), label="json op")
+        op = draw(_JSON_OPS, label="json op")
         if op == "replace":
-            parent[slot] = draw(json_values(keys))
+            parent[slot] = draw(values)
         elif op == "retype":
-            parent[slot] = draw(
-                st.sampled_from([str(node)[:40], [node], {"_": node}, None, len(str(node))])
-            )
+            retyped = (str(node)[:40], [node], {"_": node}, None, len(str(node)))
+            parent[slot] = retyped[draw(st.integers(0, len(retyped) - 1))]
         elif op == "delete" and path:
             del parent[slot]
         elif op == "add" and isinstance(node, dict):
-            node[draw(st.sampled_from(keys) | st.text(max_size=6))] = draw(json_values(keys))
+            node[draw(names)] = draw(values)
         elif op == "add" and isinstance(node, list):
-            node.insert(draw(st.integers(0, len(node))), draw(json_values(keys)))
+            node.insert(draw(st.integers(0, len(node))), draw(values))
         elif op == "wrap" and isinstance(node, list) and node:
             node.append(copy.deepcopy(node[draw(st.integers(0, len(node) - 1))]))
         else:
-            parent[slot] = draw(json_values(keys))
+            parent[slot] = draw(values)
     return root[0]
+
+
+_COUNTS = st.integers(1, 3)
+_JSON_OPS = st.sampled_from(["replace", "retype", "delete", "add", "wrap"])

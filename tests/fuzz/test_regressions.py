@@ -30,3 +30,12 @@ def test_registry_signature_with_an_unhashable_alg_is_refused(alg: object) -> No
     with pytest.raises(MalformedError) as info:
         gov.genesis().apply(parse_entry(json_dumps(entry)))
     assert info.value.reason is ReasonCode.REGISTRY_ENTRY_MALFORMED
+
+
+@pytest.mark.parametrize("kind", [["issuer.key.add"], {"issuer.key.add": 1}])
+def test_registry_event_with_an_unhashable_type_is_refused(kind: object) -> None:
+    entry = json_loads(samples.governance().issuer_add("k9").leaf_bytes())
+    entry["event"]["type"] = kind
+    with pytest.raises(MalformedError) as info:
+        parse_entry(json_dumps(entry))
+    assert info.value.reason is ReasonCode.REGISTRY_ENTRY_MALFORMED
