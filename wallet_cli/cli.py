@@ -23,36 +23,45 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from civic.clock import Clock, system_clock
 from civic.encoding import json_dumps
 from civic.errors import CivicError, MalformedError, ReasonCode, UsageError, VerificationError
 from wallet_cli import render
+from wallet_cli.quick import (
+    WalletRuntime,
+    default_lang,
+    fast_list,
+    list_output,
+    open_store,
+    secret,
+)
+from wallet_cli.quick import credential_row as _credential_row
 
 if TYPE_CHECKING:
     from wallet_cli.model import StoredCredential, TrustSettings, WalletData
-    from wallet_cli.store import UnsafeFastKdfForTests, WalletStore
+    from wallet_cli.store import WalletStore
     from wallet_cli.trust import WalletTrust
 
 
 class _WalletTyper(typer.Typer):
-    """Typer, plus a direct path for the plainest ``list`` invocations (:func:`_fast_list`).
+    """Typer, plus the direct path for the plainest ``list`` invocations
+    (:func:`wallet_cli.quick.fast_list`) when called as ``app()``.
 
     Measured with ``python -X importtime``: Typer builds a Pydantic ``TypeAdapter`` for every
     parameter it parses, which imports Pydantic, about 90 ms of a 290 ms ``list`` (without
-    the key derivation). ``civic-wallet [--home H] list [--json] [--lang L]`` needs no parser,
-    so a console-script call with exactly that argv runs the same :func:`_list_output`
-    directly; any other argv (``--help`` included) goes through Typer.
+    the key derivation). ``civic-wallet [--home H] list [--json] [--lang L]`` needs no parser;
+    the console script (:func:`wallet_cli.quick.main`) takes that path without even importing
+    this module, and ``app()`` takes it too; any other argv goes through Typer.
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not args and not kwargs:
-            code = _fast_list(sys.argv[1:])
+            code = fast_list(sys.argv[1:])
             if code is not None:
                 raise SystemExit(code)
         return super().__call__(*args, **kwargs)
@@ -66,15 +75,6 @@ app = _WalletTyper(
 )
 trust_app = typer.Typer(no_args_is_help=True, help="The trust registry this wallet believes.")
 app.add_typer(trust_app, name="trust")
-
-
-@dataclass(frozen=True)
-class WalletRuntime:
-    """What only code can set (tests pass one as Click's ``obj``): never configuration."""
-
-    unsafe_kdf: UnsafeFastKdfForTests | None = None
-    now: Clock = system_clock
-    home: Path | None = None
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
@@ -135,22 +135,13 @@ def _emit_json(value: Any) -> None:
 
 def _lang(value: str | None) -> str:
     if value is None:
-        env = os.environ.get("CIVIC_WALLET_LANG") or os.environ.get("LANG", "")
-        return "ko" if env.lower().startswith("ko") else "en"
+        return default_lang()
     if value not in ("en", "ko"):
         raise typer.BadParameter("--lang is en or ko")
     return value
 
 
-def _secret(variable: str, prompt: str, *, confirm: bool) -> Callable[[], str]:
-    def get() -> str:
-        value = os.environ.get(variable)
-        if value:
-            return value
-        answer: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
-        return answer
-
-    return get
+_secret = secret
 
 
 def _home(ctx: typer.Context) -> Path:
@@ -160,21 +151,8 @@ def _home(ctx: typer.Context) -> Path:
     return runtime.home if runtime.home is not None else wallet_home(os.environ)
 
 
-def _open_store(runtime: WalletRuntime, home: Path, *, new: bool = False) -> WalletStore:
-    """The store, asking the wallet's agent first (not for a new wallet)."""
-    from wallet_cli.agent import AgentClient  # noqa: PLC0415
-    from wallet_cli.store import WalletStore  # noqa: PLC0415
-
-    return WalletStore(
-        home,
-        _secret("CIVIC_WALLET_PASSPHRASE", "Wallet passphrase", confirm=new),
-        unsafe_kdf=runtime.unsafe_kdf,
-        agent=None if new else AgentClient(home, os.environ, warn=_warn),
-    )
-
-
 def _store(ctx: typer.Context, *, new: bool = False) -> WalletStore:
-    return _open_store(_runtime(ctx), _home(ctx), new=new)
+    return open_store(_runtime(ctx), _home(ctx), new=new)
 
 
 def _uri_argument(uri: str | None, image: Path | None, what: str) -> str:
@@ -506,92 +484,13 @@ def receive(
 # --- list / show / delete / history -------------------------------------------------------------
 
 
-def _credential_row(credential: StoredCredential, lang: str) -> dict[str, Any]:
-    return {
-        "id": credential.id,
-        "type": credential.type_name(lang),
-        "vct": credential.vct,
-        "issuer": credential.issuer_name(lang),
-        "issuer_url": credential.issuer,
-        "received_at": credential.received_at,
-        "issued_at": credential.issued_at,
-        "expires_at": credential.expires_at,
-        "copies": len(credential.copies),
-        "unused_copies": credential.unused_copies,
-    }
-
-
-def _list_output(runtime: WalletRuntime, lang: str, as_json: bool) -> None:
-    from wallet_cli.store import wallet_home  # noqa: PLC0415
-
-    home = runtime.home if runtime.home is not None else wallet_home(os.environ)
-    store = _open_store(runtime, home)
-    rows = [_credential_row(c, lang) for c in store.read().credentials]
-    if as_json:
-        _emit_json({"credentials": rows})
-        return
-    if not rows:
-        _info("The wallet holds no credentials yet (civic-wallet receive <offer>).")
-        return
-    typer.echo(
-        render.table(
-            ["id", "type", "issuer", "expires", "unused copies"],
-            [
-                [
-                    r["id"],
-                    r["type"],
-                    r["issuer"],
-                    render.day(r["expires_at"]),
-                    f"{r['unused_copies']}/{r['copies']}",
-                ]
-                for r in rows
-            ],
-        )
-    )
-
-
-def _fast_list(argv: list[str]) -> int | None:
-    """Run ``[--home H] list [--json] [--lang en|ko]`` without Typer's parser; ``None`` for
-    any other argv (Typer then parses it, with its usual messages)."""
-    rest = list(argv)
-    home: Path | None = None
-    if rest[:1] == ["--home"] and len(rest) >= 2:
-        home, rest = Path(rest[1]), rest[2:]
-    elif rest[:1] and rest[0].startswith("--home="):
-        home, rest = Path(rest[0].split("=", 1)[1]), rest[1:]
-    if rest[:1] != ["list"]:
-        return None
-    as_json, lang, options = False, None, rest[1:]
-    while options:
-        option = options.pop(0)
-        if option == "--json" and not as_json:
-            as_json = True
-        elif option == "--lang" and options and lang is None and options[0] in ("en", "ko"):
-            lang = options.pop(0)
-        elif option in ("--lang=en", "--lang=ko") and lang is None:
-            lang = option.split("=", 1)[1]
-        else:
-            return None
-    try:
-        _list_output(WalletRuntime(home=home), _lang(lang), as_json)
-    except CivicError as error:
-        try:
-            _fail(error, as_json=as_json)
-        except typer.Exit as exit_:
-            return exit_.exit_code
-    except typer.Abort:
-        typer.echo("Aborted!", err=True)
-        return 1
-    return 0
-
-
 @app.command("list")
 @_handled
 def list_credentials(
     ctx: typer.Context, lang: LangOption = None, as_json: JsonFlag = False
 ) -> None:
     """List the credentials in the wallet."""
-    _list_output(_runtime(ctx), _lang(lang), as_json)
+    list_output(_runtime(ctx), _lang(lang), as_json)
 
 
 def _flatten(

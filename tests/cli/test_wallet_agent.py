@@ -413,7 +413,7 @@ def test_the_console_script_lists_through_the_agent(
     def script(*args: str, **changes: str | None) -> subprocess.CompletedProcess[str]:
         environment = {k: v for k, v in (env | changes).items() if v is not None}
         return subprocess.run(  # noqa: S603 (this interpreter, fixed arguments)
-            [sys.executable, "-c", "from wallet_cli.cli import app; app()", *args],
+            [sys.executable, *args],
             cwd=ROOT,
             env=environment,
             capture_output=True,
@@ -423,14 +423,30 @@ def test_the_console_script_lists_through_the_agent(
             stdin=subprocess.DEVNULL,
         )
 
-    unlocked = script("unlock", "--for", "5m", "--json")
+    cli = ("-m", "wallet_cli")  # what the console script runs (wallet_cli.quick:main)
+    unlocked = script(*cli, "unlock", "--for", "5m", "--json")
     assert unlocked.returncode == 0, unlocked.stderr
     agents.append(json.loads(unlocked.stdout)["pid"])
-    listed = script("list", "--json", CIVIC_WALLET_PASSPHRASE=None)
+    listed = script(*cli, "list", "--json", CIVIC_WALLET_PASSPHRASE=None)
     assert listed.returncode == 0, listed.stderr
     assert len(json.loads(listed.stdout)["credentials"]) == 1
-    assert script("lock").returncode == 0
-    assert script("list", CIVIC_WALLET_PASSPHRASE=None).returncode == 1
+    table = script(*cli, "--home", str(home), "list", "--lang", "ko", CIVIC_WALLET_PASSPHRASE=None)
+    assert table.returncode == 0 and "거주" in table.stdout, table.stderr
+
+    # The direct path imports neither Typer nor libsodium nor any protocol code.
+    probe = script(
+        "-c",
+        "import sys; from wallet_cli.quick import fast_list;"
+        " code = fast_list(['list', '--json']);"
+        " heavy = ('typer', 'click', 'pydantic', 'nacl', 'httpx', 'qrcode', 'PIL', 'jsonschema');"
+        " loaded = {m.split('.')[0] for m in sys.modules};"
+        " print(code, sorted(loaded & set(heavy)), file=sys.stderr)",
+        CIVIC_WALLET_PASSPHRASE=None,
+    )
+    assert probe.stderr.strip() == "0 []", probe.stderr
+
+    assert script(*cli, "lock").returncode == 0
+    assert script(*cli, "list", CIVIC_WALLET_PASSPHRASE=None).returncode == 1
 
 
 def test_the_store_constants_are_libsodiums() -> None:
