@@ -3,7 +3,8 @@ between requests, channels, verifiers and replicas, or sent after their request 
 
 The verifier runs for real on 127.0.0.1: in a thread on a fixed clock for single-verifier
 attacks, and as two ``uvicorn verifier.server:app`` processes (replicas, on the real clock)
-sharing one SQLite file, and also a Redis replay store when ``CIVIC_TEST_REDIS_URL`` is set.
+sharing one SQLite file; and, when ``CIVIC_TEST_REDIS_URL`` is set, two replicas (threads of
+this process, each with its own services) sharing a Redis replay store.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from civic.errors import ReasonCode
 from tests.security import Attack
 from tests.security.verifier_site import Site, no_5xx, running_site
 from tests.services.registry_harness import free_port
-from tests.services.verifier_deploy import STAFF, Deployment, VerifierProcess, Wallet
+from tests.services.verifier_deploy import STAFF, AppServer, Deployment, VerifierProcess, Wallet
+from verifier.app import build_services, create_app
+from verifier.settings import load_runtime
 
 REDIS_URL = os.environ.get("CIVIC_TEST_REDIS_URL")
 
@@ -312,6 +315,26 @@ def test_online_replay_across_replicas_sharing_sqlite(
     assert (answer.status_code, answer.json()["error"]) == (409, attack.code.value)
 
 
+def _thread_replicas(tmp_path: Path, **settings: Any) -> Iterator[tuple[Deployment, str, str]]:
+    """Two replicas in this process (uvicorn threads, each its own services and database
+    engine) over one deployment, on the real clock."""
+    deployment = Deployment.create(tmp_path / "verifier", now=int(time.time()))
+    try:
+        with ExitStack() as stack:
+            urls = []
+            for _ in range(2):
+                port = free_port()
+                runtime = load_runtime(
+                    deployment.settings(port=port, public_url=f"http://127.0.0.1:{port}",
+                                        **settings)
+                )  # fmt: skip
+                server = AppServer(create_app(build_services(runtime)), port)
+                urls.append(stack.enter_context(server).url)
+            yield deployment, urls[0], urls[1]
+    finally:
+        deployment.close()
+
+
 @pytest.mark.skipif(not REDIS_URL, reason="CIVIC_TEST_REDIS_URL is not set (Redis replay store)")
 @pytest.mark.parametrize("attack", **_ids("offline_presentation_replayed_across_redis_replicas"))
 def test_replay_across_replicas_sharing_redis(tmp_path: Path, attack: Attack) -> None:
@@ -321,8 +344,8 @@ def test_replay_across_replicas_sharing_redis(tmp_path: Path, attack: Attack) ->
     prefix = f"civic:security:{secrets.token_hex(6)}:"
     client = Redis.from_url(REDIS_URL)
     try:
-        for deployment, first, second in _replicas(
-            tmp_path, CIVIC_REDIS_URL=REDIS_URL, CIVIC_VERIFIER_REDIS_PREFIX=prefix
+        for deployment, first, second in _thread_replicas(
+            tmp_path, redis_url=REDIS_URL, redis_prefix=prefix
         ):
             assert _offline_across(deployment, first, second) == ("invalid", attack.code.value)
             answer = _online_across(deployment, first, second)
