@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from civic.credentials import get_type, validate_claims
 from civic.dcql import select_claims
@@ -543,13 +544,17 @@ class _Run:
 
 def status_uri_within(uri: str, base: str) -> bool:
     """Whether ``uri`` lies under ``base``: equal, or below it at a path segment boundary,
-    with no dot segments that could climb out of it."""
+    with no dot segments that could climb out of it.
+
+    Dot segments count in every spelling a server may resolve: percent-encoded (``%2e%2e``
+    is ``..`` once normalized, RFC 3986 section 6.2.2.2), with an encoded slash (``..%2f``)
+    or a backslash as the separator."""
     if uri == base:
         return True
     prefix = base if base.endswith("/") else base + "/"
     if not uri.startswith(prefix):
         return False
-    path = uri[len(prefix) :].split("?", 1)[0]
+    path = unquote(uri[len(prefix) :].split("?", 1)[0]).replace("\\", "/")
     return all(segment not in (".", "..") for segment in path.split("/"))
 
 

@@ -43,6 +43,9 @@ ATTACKS: tuple[Attack, ...] = (
            "the credential points at a list outside its issuer's accredited status base URL"),
     Attack("status_uri_dot_segments_escape_base", ReasonCode.STATUS_URI_NOT_ACCREDITED,
            "verifier", "a status URI under the base that climbs out of it with '..'"),
+    Attack("status_uri_encoded_dot_segments_escape_base", ReasonCode.STATUS_URI_NOT_ACCREDITED,
+           "verifier", "a status URI that climbs out of the base with '%2e%2e', which servers "
+           "normalize to '..' (RFC 3986 6.2.2.2)"),
     Attack("status_index_out_of_range", ReasonCode.STATUS_INDEX_OUT_OF_RANGE, "verifier",
            "the credential's idx lies beyond the end of the (short) list"),
     Attack("status_list_decompression_bomb", ReasonCode.STATUS_LIST_TOO_LARGE, "verifier",
@@ -173,6 +176,10 @@ SETUPS: dict[str, Setup] = {
     ),
     "status_uri_dot_segments_escape_base": lambda s, n: Case(
         s.city.issue(status_index=INDEX, status_uri=f"{_list_uri(s, '..')}/elsewhere/{n}"),
+        "invalid",
+    ),
+    "status_uri_encoded_dot_segments_escape_base": lambda s, n: Case(
+        s.city.issue(status_index=INDEX, status_uri=f"{_list_uri(s, '%2e%2e')}/elsewhere/{n}"),
         "invalid",
     ),
     "status_index_out_of_range": _short_list,

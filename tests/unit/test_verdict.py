@@ -617,6 +617,12 @@ def test_malformed_status_claim(city: City) -> None:
         (STATUS_BASE + "-evil/1", False),
         (STATUS_BASE + "/../admin", False),
         (STATUS_BASE + "/./1", False),
+        (STATUS_BASE + "/%2e%2e/admin", False),
+        (STATUS_BASE + "/.%2E/admin", False),
+        (STATUS_BASE + "/..%2fadmin", False),
+        (STATUS_BASE + "/..\\admin", False),
+        (STATUS_BASE + "/%2e/1", False),
+        (STATUS_BASE + "/a%2eb/1", True),
         ("https://mapo.seoul.example/other", False),
     ],
 )
