@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from civic.encoding import json_dumps
 from civic.errors import ReasonCode
 from civic.sdjwt import sd_hash
 from civic.verdict import Result
@@ -123,6 +124,28 @@ def _duplicate_nonce(scene: Scene) -> str:
     return prefix + scene.kb_jwt(prefix, payload=payload)
 
 
+def _kb_member_raw(name: str, raw: str) -> Build:
+    """The KB-JWT with member ``name`` written as ``raw`` JSON text (an escape sequence the
+    product's serializer would never produce)."""
+
+    def build(scene: Scene) -> str:
+        text = scene.valid()
+        prefix = text[: text.rfind("~") + 1]
+        claims = {
+            "iat": scene.now - 5,
+            "aud": "counter.mapo.seoul.example",
+            "nonce": scene.nonce,
+            "sd_hash": sd_hash(prefix),
+        }
+        body = json_dumps(claims)
+        member = f'"{name}":{json_dumps(claims[name])}'
+        return prefix + scene.kb_jwt(
+            prefix, payload=body.replace(member, f'"{name}":{raw}').encode()
+        )
+
+    return build
+
+
 def _cnf(change: Any) -> Build:
     """The agency signs a credential whose cnf is ``change`` (or gone, for :data:`DROP`); the
     holder binds it all the same."""
@@ -200,6 +223,12 @@ CASES: tuple[Case, ...] = (
     case("kb_jwt_duplicate_nonce_member", C.KB_JWT_MALFORMED, "key_binding",
          "nonce twice in the KB-JWT: a stolen one first, the expected one last",
          _duplicate_nonce),
+    case("kb_jwt_aud_lone_surrogate", C.KB_JWT_MALFORMED, "key_binding",
+         "an aud of an unpaired surrogate escape, which has no UTF-8 form to compare",
+         _kb_member_raw("aud", '"counter\\ud800"')),
+    case("kb_jwt_nonce_lone_surrogate", C.KB_JWT_MALFORMED, "key_binding",
+         "a nonce ending in an unpaired surrogate escape",
+         _kb_member_raw("nonce", '"n-0S6_WzA2Mj\\udfff"')),
     case("kb_jwt_present_when_cnf_missing", C.CNF_MISSING, "key_binding",
          "a KB-JWT on a credential that binds no holder key", _cnf(DROP)),
     case("cnf_without_jwk", C.CNF_MISSING, "key_binding",
