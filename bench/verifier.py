@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import nacl.signing
@@ -57,6 +57,9 @@ from fastapi.responses import JSONResponse
 from bench.harness import write_report
 from civic.encoding import b64url_decode
 from civic.qr import is_packed, unpack
+
+if TYPE_CHECKING:
+    from tests.services.verifier_deploy import Deployment
 
 ROOT = Path(__file__).resolve().parent.parent
 SS = shutil.which("ss") or "/usr/bin/ss"
@@ -567,50 +570,74 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class FullVerifier:
+    """The verifier service under test (see :func:`full_verifier`)."""
+
+    deployment: Deployment
+    presenter: Presenter
+    server: Uvicorn
+    bodies: Callable[[int], list[str]]
+    """``count`` fresh ``POST /verify`` bodies, each with a nonce of its own already issued."""
+
+
+def full_verifier(stack: ExitStack, workdir: Path) -> FullVerifier:
+    """A verifier deployment served by :class:`Uvicorn` (closed by ``stack``) and a builder of
+    valid presentations for it (also used by ``bench.load``)."""
+    from tests.services.verifier_deploy import Deployment
+    from verifier.db import Writer, create_engine
+    from verifier.replay import SqlReplayStore
+
+    deployment = Deployment.create(workdir / "verifier", now=int(time.time()))
+    stack.callback(deployment.close)
+    city = deployment.city
+    presenter = Presenter(
+        credential=city.issue(issued_at=city.now - 86_400),
+        holder_jwk=city.holder.export_private_jwk(),
+        audience=deployment.settings().client_id,
+    )
+    env = deployment.env()
+    server = stack.enter_context(Uvicorn("verifier.server:app", env, workdir / "servers.log"))
+    # The nonces are issued through the verifier's own replay store, on its database,
+    # as POST /challenges does (without the QR image each challenge also renders).
+    engine = create_engine(env["CIVIC_VERIFIER_DATABASE_URL"])
+    stack.callback(engine.dispose)
+    writer = Writer(engine)
+    stack.callback(writer.close)
+    store = SqlReplayStore(writer)
+    serial = iter(range(10**9))
+
+    def bodies(count: int) -> list[str]:
+        nonces = [f"bench-{next(serial):09d}-{os.urandom(12).hex()}" for _ in range(count)]
+        store.issue_many(nonces, now=int(time.time()), ttl=300)
+        return build_bodies(presenter, nonces)
+
+    return FullVerifier(deployment, presenter, server, bodies)
+
+
 def main() -> None:
     if shutil.which("wrk") is None:
         print("bench.verifier skipped: wrk is needed (Debian: apt-get install wrk)")
         return
     from civic.jose import PrivateKey
-    from tests.services.verifier_deploy import API_KEY, Deployment
-    from verifier.db import Writer, create_engine
-    from verifier.replay import SqlReplayStore
+    from tests.services.verifier_deploy import API_KEY
 
     acapy_problem = acapy_available()
     with tempfile.TemporaryDirectory(prefix="bench-verifier-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        deployment = Deployment.create(workdir / "verifier", now=int(time.time()))
-        stack.callback(deployment.close)
-        city = deployment.city
-        presenter = Presenter(
-            credential=city.issue(issued_at=city.now - 86_400),
-            holder_jwk=city.holder.export_private_jwk(),
-            audience=deployment.settings().client_id,
-        )
-        env = deployment.env()
-        logs = workdir / "servers.log"
-        full = stack.enter_context(Uvicorn("verifier.server:app", env, logs))
+        verifier = full_verifier(stack, workdir)
+        city = verifier.deployment.city
+        presenter = verifier.presenter
+        full = verifier.server
+        full_bodies = verifier.bodies
         minimal = stack.enter_context(
             Uvicorn(
                 "bench.verifier:minimal_app",
                 {**os.environ, "CIVIC_BENCH_ISSUER_X": city.agency.public_key.to_jwk()["x"]},
-                logs,
+                workdir / "servers.log",
                 factory=True,
             )
         )
-        # The nonces are issued through the verifier's own replay store, on its database,
-        # as POST /challenges does (without the QR image each challenge also renders).
-        engine = create_engine(env["CIVIC_VERIFIER_DATABASE_URL"])
-        stack.callback(engine.dispose)
-        writer = Writer(engine)
-        stack.callback(writer.close)
-        store = SqlReplayStore(writer)
-        serial = iter(range(10**9))
-
-        def full_bodies(count: int) -> list[str]:
-            nonces = [f"bench-{next(serial):09d}-{os.urandom(12).hex()}" for _ in range(count)]
-            store.issue_many(nonces, now=int(time.time()), ttl=300)
-            return build_bodies(presenter, nonces)
 
         def reusable(make: Callable[[int], list[str]]) -> Callable[[int], list[str]]:
             # Where nothing is spent, bodies built once serve every round.
