@@ -259,22 +259,22 @@ class AgentClient:
         if self._warn is not None:
             self._warn(f"{error.reason.value}: {error.detail}; using the passphrase")
 
-    def _connect(self) -> socket.socket | None:
+    def _connect(self, *, strict: bool) -> socket.socket | None:
+        """A connection to a trustworthy agent, or ``None``; ``strict`` raises what would
+        otherwise only be a warning (an untrusted directory or peer)."""
         path = str(self.socket_path)
         if len(path.encode()) > SOCKET_PATH_MAX or not os.path.exists(path):
-            return None
-        try:
-            check_private_directory(self.socket_path.parent, create=False)
-        except VerificationError as error:
-            self._warning(error)
             return None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self._timeout)
         try:
+            check_private_directory(self.socket_path.parent, create=False)
             sock.connect(path)
             require_same_uid(peer_credentials(sock), os.geteuid())
         except VerificationError as error:
             sock.close()
+            if strict:
+                raise
             self._warning(error)
             return None
         except OSError:  # a stale socket (nobody listening), or the agent just stopped
@@ -283,11 +283,11 @@ class AgentClient:
         return sock
 
     def request(
-        self, header: Mapping[str, Any], payload: bytes = b""
+        self, header: Mapping[str, Any], payload: bytes = b"", *, strict: bool = False
     ) -> tuple[dict[str, Any], bytes] | None:
         """One exchange. ``None`` if no agent answered; an answer with ``ok: false`` raises
         the :class:`VerificationError` it names."""
-        sock = self._connect()
+        sock = self._connect(strict=strict)
         if sock is None:
             return None
         with sock:
@@ -337,8 +337,10 @@ class AgentClient:
 
     def lock(self, *, wait: float = 5.0) -> dict[str, Any] | None:
         """Stop the agent (it wipes the key); the status it had, or ``None`` if none ran.
-        Waits, bounded, until its socket is gone."""
-        answer = self._guarded({"op": "lock"})
+        Waits, bounded, until its socket is gone. An agent that cannot be trusted (or
+        reached through a directory that cannot) is an error here, not a fallback: saying
+        "locked" while a key may still be held would be false."""
+        answer = self.request({"op": "lock"}, strict=True)
         if answer is None:
             return None
         deadline = time.monotonic() + wait

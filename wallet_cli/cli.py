@@ -951,8 +951,7 @@ def unlock(
 
     seconds = parse_duration(lifetime)
     home = _home(ctx)
-    store = _store(ctx, new=True)  # the passphrase, never an agent: unlocking proves it
-    key, envelope = store.unlock()
+    key, envelope = _store(ctx).unlock()  # the passphrase, never an agent: it proves it
     client = AgentClient(home, os.environ, warn=_warn)
     client.lock()  # a new unlock replaces the agent already running for this wallet
     pid = start_agent(client.socket_path, WalletIdentity.of(home, envelope), key.key, seconds)

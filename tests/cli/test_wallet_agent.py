@@ -173,6 +173,15 @@ def test_a_second_unlock_replaces_the_first_agent(citizen: Citizen) -> None:
     assert status is not None and status["pid"] == second and status["expires_in"] > 3600
 
 
+def test_unlock_asks_for_the_passphrase_once(citizen: Citizen) -> None:
+    result = citizen.held.run("unlock", "--json", env=citizen.env(), input=PASSPHRASE + "\n")
+    assert result.exit_code == 0, result.stderr
+    citizen.agents.append(json.loads(result.stdout)["pid"])
+    assert result.stderr.count("Wallet passphrase") == 1
+    assert PASSPHRASE not in result.stdout + result.stderr
+    assert citizen.run("list").exit_code == 0
+
+
 def test_unlock_with_a_wrong_passphrase_starts_nothing(citizen: Citizen) -> None:
     result = citizen.run("unlock", passphrase="not the wallet passphrase")
     assert result.exit_code == 1
@@ -238,6 +247,8 @@ def test_an_agent_directory_open_to_others_is_not_trusted(citizen: Citizen) -> N
     assert "warning: wallet_agent_untrusted" in listed.stderr
     unlock = citizen.run("unlock", passphrase=PASSPHRASE)
     assert unlock.exit_code == 1 and "wallet_agent_untrusted" in unlock.stderr
+    lock = citizen.run("lock")  # not "locked": the agent may still hold the key
+    assert lock.exit_code == 1 and "wallet_agent_untrusted" in lock.stderr
     os.kill(pid, signal.SIGTERM)
     assert _wait_gone(pid)
 
