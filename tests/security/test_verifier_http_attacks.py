@@ -11,6 +11,8 @@ members, unpaired surrogates...) must give their error code. No answer may be a 
 
 from __future__ import annotations
 
+import io
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +20,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from PIL import Image
 
 from civic.clock import FixedClock
-from civic.encoding import json_dumps
+from civic.encoding import b64std_encode, json_dumps
 from civic.errors import ReasonCode
 from tests.security import (
     Attack,
@@ -175,6 +178,24 @@ def _valid_text(http: Http, nonce: str) -> str:
     return http.scene.with_nonce(nonce).valid()
 
 
+def _png_header_only(width: int, height: int) -> str:
+    """A PNG whose IHDR claims ``width`` x ``height`` 1-bit pixels, with no image data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+    return b64std_encode(png)
+
+
+def _blank_png() -> str:
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buffer, format="PNG")
+    return b64std_encode(buffer.getvalue())
+
+
 def _body_attack(
     name: str,
     code: ReasonCode,
@@ -247,6 +268,13 @@ BODY_ATTACKS: tuple[BodyAttack, ...] = (
     _body_attack("verify_image_not_a_png", C.MALFORMED_INPUT, 200,
                  "image_png holding a GIF header",
                  _body(lambda _h, n: {"policy": POLICY, "nonce": n, "image_png": "R0lGODlh"})),
+    _body_attack("verify_image_pixel_bomb", C.INPUT_TOO_LARGE, 200,
+                 "a PNG header claiming 100,000 x 100,000 pixels",
+                 _body(lambda _h, n: {"policy": POLICY, "nonce": n,
+                                      "image_png": _png_header_only(100_000, 100_000)})),
+    _body_attack("verify_image_without_qr", C.QR_NOT_FOUND, 200,
+                 "a blank PNG",
+                 _body(lambda _h, n: {"policy": POLICY, "nonce": n, "image_png": _blank_png()})),
     _body_attack("nonce_never_issued", C.NONCE_UNKNOWN, 200,
                  "a well-formed presentation bound to a nonce the verifier never issued",
                  _body(lambda h, _n: {"policy": POLICY, "nonce": "made-up-by-the-holder-0000",
