@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from civic.clock import Clock, system_clock
 from civic.encoding import b64std_encode, json_loads_object
@@ -81,11 +82,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise _TooLarge(limit)
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise _TooLarge(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise _TooLarge(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went away mid-request: answered (to no one) with a reason, not a traceback.
+        raise MalformedError(ReasonCode.MALFORMED_INPUT, "the client disconnected") from None
     return b"".join(chunks)
 
 

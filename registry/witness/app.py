@@ -22,6 +22,7 @@ import re
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from civic.checkpoint import Checkpoint
 from civic.errors import CivicError, MalformedError, ReasonCode
@@ -150,11 +151,16 @@ async def _read_bounded(request: Request, limit: int) -> bytes:
             raise BodyTooLarge()
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise BodyTooLarge()
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise BodyTooLarge()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The log went away mid-request (crashed, killed): nobody reads the answer, but it
+        # must not surface as an unhandled exception with a traceback.
+        raise MalformedError(ReasonCode.MALFORMED_INPUT, "the client disconnected") from None
     return b"".join(chunks)
 
 
