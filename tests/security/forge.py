@@ -263,17 +263,6 @@ def rebind(scene: Scene, presentation: str, **kb_claims: Any) -> str:
     return prefix + scene.kb_jwt(prefix, **kb_claims)
 
 
-def split(presentation: str) -> list[str]:
-    return presentation.split("~")
-
-
-def flip_b64_char(segment: str, index: int = 0) -> str:
-    """``segment`` with one base64url character changed to another (same length)."""
-    char = segment[index]
-    replacement = "A" if char != "A" else "B"
-    return segment[:index] + replacement + segment[index + 1 :]
-
-
 # --- cases and the core verifier ------------------------------------------------------------
 
 
@@ -388,6 +377,5 @@ __all__ = [
     "raw_jws",
     "rebind",
     "run_core",
-    "split",
     "verify_core",
 ]
