@@ -137,6 +137,9 @@ def test_unlock_then_commands_need_no_passphrase(citizen: Citizen) -> None:
     assert ids == list(citizen.held.ids.values())
     assert "warning" not in listed.stderr
 
+    shown = citizen.run("show", ids[0], "--offline", "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["id"] == ids[0], shown.stderr
+
     # A write through the agent: sealed with the wallet's own key, so the passphrase opens it.
     deleted = citizen.run("delete", ids[0], "--yes", "--json")
     assert deleted.exit_code == 0, deleted.stderr
