@@ -36,6 +36,7 @@ from civic.clock import Clock, system_clock
 from civic.encoding import b64std_encode, json_loads_object
 from civic.errors import CivicError, MalformedError, ReasonCode, UsageError, VerificationError
 from civic.merkle import MerkleTree
+from civic_service.openapi import error_responses
 from registry.db import create_engine, create_schema
 from registry.publisher import Publisher
 from registry.sequencer import Appended, Sequencer
@@ -136,7 +137,12 @@ def create_app(
             engine.dispose()
 
     app = FastAPI(
-        title="civic-registry", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="civic-registry",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        responses=error_responses(400, 503),
     )
     app.state.sequencer = sequencer
     app.state.publisher = publisher
@@ -170,7 +176,7 @@ def create_app(
         if scheme.lower() != "bearer" or not runtime.admin_token_matches(token.strip()):
             raise UsageError(ReasonCode.UNAUTHORIZED, "a valid admin Bearer token is required")
 
-    @app.post("/entries", status_code=201)
+    @app.post("/entries", status_code=201, responses=error_responses(401, 409, 413, 422))
     async def post_entry(request: Request) -> JSONResponse:
         require_admin(request)
         body = await _read_body(request, settings.max_body_bytes)
@@ -219,7 +225,7 @@ def create_app(
             proof = MerkleTree(SqlNodeStore(connection)).consistency_proof(old, new)
         return {"old": old, "new": new, "proof": _b64_list(proof)}
 
-    @app.get("/trust/issuers/{issuer:path}/keys")
+    @app.get("/trust/issuers/{issuer:path}/keys", responses=error_responses(404))
     def issuer_keys(issuer: str) -> Response:
         latest = publisher.latest()
         if latest is None:
