@@ -299,6 +299,16 @@ def test_the_agent_stops_when_its_time_is_up(citizen: Citizen) -> None:
     assert client.status() is None
 
 
+def test_the_agent_stops_when_its_socket_is_taken_away(citizen: Citizen) -> None:
+    agent = _agent(citizen.held, citizen.socket_path, Clock(), poll=0.01)
+    server = threading.Thread(target=agent.serve_forever, daemon=True)
+    server.start()
+    assert AgentClient(citizen.held.home, citizen.env()).status() is not None
+    citizen.socket_path.unlink()  # nobody could reach it any more: no key kept for nothing
+    server.join(timeout=10)
+    assert not server.is_alive() and agent.stopped == "socket removed"
+
+
 def test_requests_are_checked_against_the_wallet_and_the_clock(citizen: Citizen) -> None:
     clock = Clock()
     agent = _agent(citizen.held, citizen.socket_path, clock)
