@@ -40,6 +40,10 @@ ATTACKS: tuple[Attack, ...] = (
            "verifier", "accepted by one replica, replayed to the other sharing the SQLite file"),
     Attack("offline_presentation_replayed_across_redis_replicas", ReasonCode.KB_JWT_NONCE_REUSED,
            "verifier", "accepted by one replica, replayed to another sharing a Redis replay store"),
+    Attack("offline_presentation_raced_across_sqlite_replicas", ReasonCode.KB_JWT_NONCE_REUSED,
+           "verifier", "one presentation sent 16 times at once, split over two replicas"),
+    Attack("online_response_raced_across_replicas", ReasonCode.REQUEST_ALREADY_ANSWERED,
+           "verifier", "one direct_post response sent 8 times at once, split over two replicas"),
     Attack("online_response_posted_twice", ReasonCode.REQUEST_ALREADY_ANSWERED, "verifier",
            "the wallet's direct_post response to a request sent a second time"),
     Attack("online_response_replayed_across_replicas", ReasonCode.REQUEST_ALREADY_ANSWERED,
@@ -333,6 +337,54 @@ def _thread_replicas(tmp_path: Path, **settings: Any) -> Iterator[tuple[Deployme
             yield deployment, urls[0], urls[1]
     finally:
         deployment.close()
+
+
+@pytest.mark.parametrize("attack", **_ids("offline_presentation_raced_across_sqlite_replicas"))
+def test_offline_race_across_replicas_sharing_sqlite(
+    sqlite_replicas: tuple[Deployment, str, str], attack: Attack
+) -> None:
+    deployment, first, second = sqlite_replicas
+    city = deployment.city
+    with httpx.Client(timeout=30) as client:
+        nonce = no_5xx(client.post(first + "/challenges", headers=STAFF)).json()["nonce"]
+        text = city.present(city.issue(), nonce=nonce, at=int(time.time()))
+        body = {"policy": "bar-entry", "nonce": nonce, "presentation": text}
+
+        def send(i: int) -> Any:
+            replica = (first, second)[i % 2]
+            return no_5xx(client.post(replica + "/verify", json=body, headers=STAFF)).json()
+
+        with ThreadPoolExecutor(8) as pool:
+            verdicts = list(pool.map(send, range(16)))
+    outcomes = sorted((v["result"], v["reason"]) for v in verdicts)
+    assert outcomes == [("invalid", attack.code.value)] * 15 + [("valid", None)]
+
+
+@pytest.mark.parametrize("attack", **_ids("online_response_raced_across_replicas"))
+def test_online_race_across_replicas_sharing_sqlite(
+    sqlite_replicas: tuple[Deployment, str, str], attack: Attack
+) -> None:
+    deployment, first, second = sqlite_replicas
+    city = deployment.city
+    wallet = Wallet(city, {RESIDENCY_VCT: city.issue()})
+    with httpx.Client(timeout=30) as client:
+        created = no_5xx(
+            client.post(first + "/requests", json={"policy": "bar-entry"}, headers=STAFF)
+        ).json()
+        request = wallet.request_object(client, created["request_uri"])
+        city.now = int(time.time())
+        form = _form(wallet.vp_token(request), request)
+
+        def send(i: int) -> httpx.Response:
+            replica = (first, second)[i % 2]
+            return no_5xx(client.post(f"{replica}/responses/{created['id']}", data=form))
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, range(8)))
+    outcomes = sorted(
+        (a.status_code, a.json().get("result") or a.json().get("error")) for a in answers
+    )
+    assert outcomes == [(200, "valid")] + [(409, attack.code.value)] * 7
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="CIVIC_TEST_REDIS_URL is not set (Redis replay store)")
