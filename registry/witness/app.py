@@ -39,6 +39,7 @@ from civic.witness import (
     parse_add_checkpoint_request,
     status_for,
 )
+from civic_service.openapi import error_responses
 from registry.witness.settings import WitnessConfig
 from registry.witness.state import MAX_STORED_SIZE, WitnessStore
 
@@ -170,7 +171,17 @@ def create_app(config: WitnessConfig, store: WitnessStore) -> FastAPI:
     app = FastAPI(title="Civic registry witness", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.witness = service
 
-    @app.post("/add-checkpoint")
+    @app.post(
+        "/add-checkpoint",
+        response_class=PlainTextResponse,
+        responses={
+            **error_responses(400, 403, 404, 413, 422),
+            409: {
+                "description": "Old size is not the size last cosigned: the current size",
+                "content": {TLOG_SIZE_CONTENT_TYPE: {"schema": {"type": "string"}}},
+            },
+        },
+    )
     async def add_checkpoint(request: Request) -> Response:
         try:
             body = await _read_bounded(request, config.max_body_bytes)
@@ -183,7 +194,11 @@ def create_app(config: WitnessConfig, store: WitnessStore) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/{hashed_origin}/checkpoint")
+    @app.get(
+        "/{hashed_origin}/checkpoint",
+        response_class=PlainTextResponse,
+        responses=error_responses(404),
+    )
     def checkpoint(hashed_origin: str) -> Response:
         if not _ORIGIN_HASH.fullmatch(hashed_origin):
             return JSONResponse(
