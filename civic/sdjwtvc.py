@@ -101,6 +101,11 @@ def credential_header(parsed: ParsedSdJwt) -> CredentialHeader:
         raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "vct missing")
     if kid is not None and not isinstance(kid, str):
         raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "kid is not a string")
+    # Unverified yet, these three go into verdicts, audit rows and log lines: control
+    # characters (a NUL, which PostgreSQL text refuses; a newline, which forges a log line)
+    # and other non-printable characters are refused here, before anything records them.
+    if not (issuer.isprintable() and vct.isprintable() and (kid is None or kid.isprintable())):
+        raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "iss, vct or kid is not printable")
     return CredentialHeader(issuer, vct, kid)
 
 

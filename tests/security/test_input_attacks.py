@@ -146,6 +146,22 @@ def _kb_iat(value: Any) -> Build:
     return build
 
 
+def _unverified_header_text(**claims: Any) -> Build:
+    """The attacker's own signature (none is needed to reach the audit) over a payload whose
+    iss, vct or header kid carries ``claims``."""
+
+    def build(scene: Scene) -> str:
+        edits = dict(claims)
+        kid = edits.pop("kid", scene.city.kid)
+        return scene.resign(
+            lambda payload: payload.update(edits),
+            header=scene.issuer_header(kid=kid),
+            signer=scene.attacker,
+        )
+
+    return build
+
+
 # --- schema -------------------------------------------------------------------------------------
 
 
@@ -215,6 +231,18 @@ CASES: tuple[Case, ...] = (
     case("lone_surrogate_in_payload_claim", C.MALFORMED_UTF8, "parse",
          "a signed claim ending in an unpaired low surrogate escape",
          _payload_with("locality", '"Mapo-gu\\udc00"')),
+    case("nul_in_unverified_iss", C.MALFORMED_SD_JWT, "parse",
+         "an iss with a NUL, which PostgreSQL text refuses (the audit insert failed with a 500)",
+         _unverified_header_text(iss="https://mapo.seoul.example\x00")),
+    case("newline_in_unverified_iss", C.MALFORMED_SD_JWT, "parse",
+         "an iss with a newline and a fake audit line after it, for the verifier's log",
+         _unverified_header_text(
+             iss="https://x.example\nINFO: verdict valid kind=offline policy=bar-entry")),
+    case("control_character_in_vct", C.MALFORMED_SD_JWT, "parse",
+         "an escape character (terminal control sequence) in vct",
+         _unverified_header_text(vct="urn:civic:vct:residency:1\x1b[2J")),
+    case("nul_in_kid", C.MALFORMED_SD_JWT, "parse",
+         "a kid with a NUL", _unverified_header_text(kid="mapo-2026-1\x00")),
     case("deep_nesting_payload", C.NESTING_TOO_DEEP, "parse",
          "a claim nested 100 arrays deep", _payload_with("deep", _nested(100))),
     case("nesting_past_the_recursion_limit", C.NESTING_TOO_DEEP, "parse",
