@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -411,6 +412,49 @@ def test_the_agent_says_nothing_to_another_uid(citizen: Citizen) -> None:
             agent.serve_one()  # it reads nothing from a stranger
             assert peer.recv(1) == b""  # closed without a word
     finally:
+        agent.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing to another uid needs root")
+def test_a_process_of_another_uid_gets_no_answer(citizen: Citizen) -> None:
+    path = citizen.socket_path  # before the runtime directory stops being private
+    agent = _agent(citizen.held, path, Clock())
+    # Let another user reach the socket at all (the agent's own directory never allows it).
+    os.chmod(citizen.runtime_dir, 0o711)  # noqa: S103
+    os.chmod(path.parent, 0o711)  # noqa: S103
+    os.chmod(path, 0o666)  # noqa: S103 (the point of the test)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        code = 3
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
+                peer.settimeout(10)
+                peer.connect(str(path))
+                code = 2  # connected, so it got that far
+                try:
+                    peer.sendall(b"\x00\x00\x00\x0f\x00\x00\x00\x00" + b'{"op":"status"}')
+                    code = 0 if peer.recv(4096) == b"" else 1
+                except (ConnectionResetError, BrokenPipeError):
+                    code = 0  # hung up on
+        finally:
+            os._exit(code)
+    status: int | None = None
+    try:
+        ready, _, _ = select.select([agent._listener], [], [], 10)
+        assert ready, "the other user never connected"
+        agent.serve_one()
+        deadline = time.monotonic() + 10
+        while status is None and time.monotonic() < deadline:
+            pid, wait_status = os.waitpid(child, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(wait_status) if pid == child else None
+            time.sleep(0.02)
+        assert status == 0  # 1: the agent answered; 2, 3: the child failed otherwise
+    finally:
+        if status is None:  # not reaped yet, so the pid is still the child's
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
         agent.close()
 
 
