@@ -945,8 +945,11 @@ def unlock(
     ] = "15m",
     as_json: JsonFlag = False,
 ) -> None:
-    """Derive the key once and keep it in a background agent, so that the next commands
-    need no passphrase (until --for is up, `civic-wallet lock`, or the wallet is replaced)."""
+    """Derive the key once and keep it in an agent: no passphrase for a while.
+
+    The agent (a background process, memory only) opens and seals the wallet for the next
+    commands until --for is up, `civic-wallet lock`, or the wallet is replaced.
+    """
     from wallet_cli.agent import AgentClient, WalletIdentity, parse_duration, start_agent  # noqa: PLC0415
 
     seconds = parse_duration(lifetime)
