@@ -14,6 +14,9 @@ The unkeyed SHA-256 tells a damaged file (``wallet_corrupted``) from a wrong pas
 *moderate* are refused when opening, so a doctored header cannot weaken the key derivation;
 only code can pass :class:`UnsafeFastKdfForTests` (no option, variable or file reaches it).
 
+Unlocked (``civic-wallet unlock``): a :class:`KeyAgent` holding the key opens and seals in its
+stead (the same envelope, the same salt), so a command derives nothing and asks for nothing.
+
 Safety (issue 6, item 7):
 
 - every write goes to a temporary file in the same directory, is fsynced, and is renamed over
