@@ -10,11 +10,13 @@ so a writer that waited on a lock sees what was committed meanwhile), and schema
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine, Table, event
 from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
@@ -86,3 +88,24 @@ def postgres_engine(url: str, *, schema: str | None = None) -> Engine:
     if schema is not None:
         engine = engine.execution_options(schema_translate_map={None: check_schema_name(schema)})
     return engine
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached right now (down, restarting, a
+    connection cut, the pool exhausted), as opposed to a bug or a refused statement.
+
+    Covers SQLAlchemy's wrapped errors and psycopg's own, which code at the driver level
+    (a raw pooled connection's cursor, as in the issuer's hot path) sees unwrapped. A service
+    answers these with 503 and ``service_unavailable``; its pool (pre-ping) replaces the dead
+    connections once the server is back.
+    """
+    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    # Imported by the PostgreSQL dialect; without it no psycopg error can have been raised
+    # (and SQLite deployments do not pay for importing it here).
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return False
+    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)

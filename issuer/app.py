@@ -37,6 +37,7 @@ from civic.clock import Clock, RandomBytes, system_clock, system_random
 from civic.encoding import json_dumps, json_loads_object
 from civic.errors import CivicError, ReasonCode
 from civic_service.config import SettingsError
+from civic_service.db import is_outage
 from issuer import db
 from issuer.admin import AdminError
 from issuer.api.routes import admin as admin_routes
@@ -193,6 +194,21 @@ class EdgeMiddleware:
         try:
             await self.app(scope, replay, watch)
         except Exception as error:
+            if is_outage(error):
+                # The database is down or restarting: a clean 503 the client may retry; the
+                # pool replaces dead connections once it is back (pre-ping).
+                log.warning("database unavailable: %s", type(error).__name__)
+                if not started_response:
+                    status = 503
+                    await self._reply(
+                        send,
+                        503,
+                        {
+                            "error": ReasonCode.SERVICE_UNAVAILABLE.value,
+                            "detail": "the database is unavailable; try again shortly",
+                        },
+                    )
+                return
             # Caught here, inside Starlette's error middleware, so that no server log prints
             # the exception message (which could quote a claim): type and stack only.
             log.error("unhandled %s\n%s", type(error).__name__, _frames(error))

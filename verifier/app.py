@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civic.clock import Clock, system_clock
@@ -66,6 +68,7 @@ from civic.verdict import (
     verify_presentations,
     verify_vp_token,
 )
+from civic_service.db import is_outage
 from verifier.db import (
     RETENTION,
     Writer,
@@ -99,6 +102,7 @@ T = TypeVar("T")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_PRESENTATIONS = 8
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _AUDIT_INSERT = insert(audit_table)
 
 
@@ -287,6 +291,10 @@ class Verifier:
         }
 
     def _row(self, request_id: str) -> Any:
+        # Ids are new_token() text; anything else (a NUL, which PostgreSQL text refuses with
+        # an error, not a miss) is no request of ours and never reaches the database.
+        if _TOKEN.fullmatch(request_id) is None:
+            raise _not_found("request")
         with self.s.engine.connect() as connection:
             row = connection.execute(
                 select(requests_table).where(requests_table.c.id == request_id)
@@ -709,6 +717,23 @@ def create_app(services: Services, *, sync_source: Any = None) -> FastAPI:
     @app.exception_handler(CivicError)
     async def _civic_error(_request: Request, error: CivicError) -> JSONResponse:
         return error_response(error)
+
+    async def _database_error(_request: Request, error: Exception) -> JSONResponse:
+        if not is_outage(error):
+            raise error  # a bug: the server's 500, with its traceback in the log
+        # The database is down or restarting; the pool (pre-ping) replaces dead connections
+        # once it is back, so the client may simply retry.
+        log.warning("database unavailable: %s", type(error).__name__)
+        return JSONResponse(
+            {
+                "error": ReasonCode.SERVICE_UNAVAILABLE.value,
+                "detail": "the database is unavailable; try again shortly",
+            },
+            503,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    app.add_exception_handler(SQLAlchemyError, _database_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
