@@ -121,6 +121,12 @@ class Launcher:
     def reap(self, pid: int) -> int:
         return int(self._call({"reap": pid})["status"])
 
+    def __enter__(self) -> Launcher:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._process.stdin is not None:
             self._process.stdin.close()
