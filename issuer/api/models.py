@@ -57,8 +57,3 @@ class CredentialList(BaseModel):
     total: int
     offset: int
     limit: int
-
-
-class ErrorBody(BaseModel):
-    error: str
-    detail: str

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from civic_service.openapi import error_responses
 from issuer.api.deps import ContextDep, FlowDep
 from issuer.issuance import IssuanceFlow
 from issuer.oid4vci import authorization_server_metadata, issuer_metadata
@@ -29,7 +30,7 @@ async def oauth_metadata(context: ContextDep) -> JSONResponse:
     return JSONResponse(authorization_server_metadata(context.profile))
 
 
-@router.get("/offers/{ref}")
+@router.get("/offers/{ref}", responses=error_responses(404))
 async def credential_offer(ref: str, flow: FlowDep) -> JSONResponse:
     offer = await flow.run(lambda: flow.offer_document(ref))
     if offer is None:

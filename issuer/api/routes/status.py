@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from civic.errors import CivicError
 from civic.jose import Signer
+from civic_service.openapi import error_responses
 from issuer import db
 from issuer.api.deps import ContextDep
 from issuer.statuslists import MEDIA_TYPE
@@ -14,7 +15,17 @@ from issuer.statuslists import MEDIA_TYPE
 router = APIRouter()
 
 
-@router.get("/status/{list_id}")
+@router.get(
+    "/status/{list_id}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "A Status List Token",
+            "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+        },
+        **error_responses(404, 503),
+    },
+)
 def status_list(list_id: str, context: ContextDep) -> Response:
     if not list_id.isdigit() or len(list_id) > 18:
         return JSONResponse({"error": "not_found", "detail": "no such status list"}, 404)
