@@ -20,24 +20,21 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nacl.signing import SigningKey
-
 from civic.clock import Clock, RandomBytes, system_clock, system_random
 from civic.encoding import b64std_decode, b64std_encode
 from civic.errors import MalformedError, ReasonCode, UsageError, VerificationError
 from civic.note import (
     ED25519_TYPE,
+    Ed25519NoteKey,
     Note,
     Signer,
     Verifier,
     check_key_type,
     compute_key_id,
-    decode_skey,
     decode_vkey,
-    ed25519_public_key,
     ed25519_verify,
-    encode_skey,
     encode_vkey,
+    generate_ed25519_note_key,
     is_valid_key_name,
     open_note,
     sign_note,
@@ -292,46 +289,27 @@ class CosignatureVerifier:
         return cosignature.timestamp
 
 
-class CosignatureSigner:
-    """A witness's Ed25519 ``cosignature/v1`` signer. Its repr never shows the seed."""
+class CosignatureSigner(Ed25519NoteKey):
+    """A witness's Ed25519 ``cosignature/v1`` signer (type 0x04).
 
-    __slots__ = ("_key_id", "_name", "_now", "_signing_key")
+    Only type 0x04 skeys load: a log's 0x01 key should not double as a witness key.
+    """
+
+    __slots__ = ("_now",)
+    KEY_TYPE = COSIGNATURE_V1_TYPE
+    KIND = "cosignature signer"
 
     def __init__(self, name: str, seed: bytes, now: Clock = system_clock) -> None:
-        if not is_valid_key_name(name):
-            raise UsageError(ReasonCode.MALFORMED_NOTE_KEY, "invalid key name")
-        if len(seed) != 32:
-            raise UsageError(ReasonCode.MALFORMED_NOTE_KEY, "Ed25519 seed must be 32 bytes")
-        self._name = name
-        self._signing_key = SigningKey(bytes(seed))
+        super().__init__(name, seed)
         self._now = now
-        public_key = bytes(self._signing_key.verify_key)
-        self._key_id = compute_key_id(name, COSIGNATURE_V1_TYPE, public_key)
 
     @classmethod
     def from_skey(cls, skey: str, now: Clock = system_clock) -> CosignatureSigner:
-        """Only type 0x04 skeys: a log's 0x01 key should not double as a witness key."""
-        decoded = decode_skey(skey)
-        check_key_type(decoded, (COSIGNATURE_V1_TYPE,), "cosignature signer")
-        signer = cls(decoded.name, decoded.material, now)
-        if signer.key_id != decoded.key_id:
-            raise MalformedError(ReasonCode.MALFORMED_NOTE_KEY, "key ID does not match the key")
-        return signer
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
-
-    @property
-    def vkey(self) -> str:
-        return self.verifier().vkey
+        decoded = cls.decode_skey(skey)
+        return cls(decoded.name, decoded.material, now)
 
     def verifier(self) -> CosignatureVerifier:
-        return CosignatureVerifier(self._name, self._key_id, bytes(self._signing_key.verify_key))
+        return CosignatureVerifier(self._name, self._key_id, self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         """Note-signer protocol: ``message`` must be a checkpoint body; returns timestamp || sig.
@@ -345,19 +323,10 @@ class CosignatureSigner:
         signature = self._signing_key.sign(cosignature_message(message, timestamp)).signature
         return timestamp.to_bytes(_TIMESTAMP_BYTES, "big") + bytes(signature)
 
-    def __repr__(self) -> str:
-        return f"CosignatureSigner(name={self._name!r}, key_id={self._key_id:08x})"
-
 
 def generate_cosignature_key(name: str, random: RandomBytes = system_random) -> tuple[str, str]:
     """A fresh witness key pair ``(skey, vkey)`` of type 0x04; the skey is secret."""
-    if not is_valid_key_name(name):
-        raise UsageError(ReasonCode.MALFORMED_NOTE_KEY, "invalid key name")
-    seed = random(32)
-    public_key = ed25519_public_key(seed)
-    key_id = compute_key_id(name, COSIGNATURE_V1_TYPE, public_key)
-    skey = encode_skey(name, key_id, COSIGNATURE_V1_TYPE, seed)
-    return skey, encode_vkey(name, COSIGNATURE_V1_TYPE, public_key)
+    return generate_ed25519_note_key(name, COSIGNATURE_V1_TYPE, random)
 
 
 # -- witnessed checkpoints ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from nacl.exceptions import CryptoError
 from nacl.signing import SigningKey, VerifyKey
@@ -219,10 +219,17 @@ class NoteVerifier:
         return ed25519_verify(self.public_key, message, signature)
 
 
-class NoteSigner:
-    """An Ed25519 (type 0x01) note signer. Its repr shows the name and key ID, never the seed."""
+class Ed25519NoteKey:
+    """An Ed25519 signing key with a note key name and its key ID, for one key type.
+
+    The two signers of this system, a log's note signer (type 0x01) and a witness's
+    ``cosignature/v1`` signer (type 0x04), differ only in their type byte and in what they
+    sign. Its repr shows the name and key ID, never the seed.
+    """
 
     __slots__ = ("_key_id", "_name", "_signing_key")
+    KEY_TYPE: ClassVar[int]
+    KIND: ClassVar[str]
 
     def __init__(self, name: str, seed: bytes) -> None:
         if not is_valid_key_name(name):
@@ -231,17 +238,18 @@ class NoteSigner:
             raise UsageError(ReasonCode.MALFORMED_NOTE_KEY, "Ed25519 seed must be 32 bytes")
         self._name = name
         self._signing_key = SigningKey(bytes(seed))
-        self._key_id = compute_key_id(name, ED25519_TYPE, bytes(self._signing_key.verify_key))
+        self._key_id = compute_key_id(name, self.KEY_TYPE, self.public_key)
 
     @classmethod
-    def from_skey(cls, skey: str) -> NoteSigner:
+    def decode_skey(cls, skey: str) -> DecodedKey:
+        """The parts of an skey of this class's type whose key ID matches its key."""
         decoded = decode_skey(skey)
-        check_key_type(decoded, (ED25519_TYPE,), "note signer")
-        signer = cls(decoded.name, decoded.material)
+        check_key_type(decoded, (cls.KEY_TYPE,), cls.KIND)
+        public_key = ed25519_public_key(decoded.material)
         # The skey names the public key's ID, so it can only be checked after derivation.
-        if signer.key_id != decoded.key_id:
+        if compute_key_id(decoded.name, cls.KEY_TYPE, public_key) != decoded.key_id:
             raise _bad_key("key ID does not match the key")
-        return signer
+        return decoded
 
     @property
     def name(self) -> str:
@@ -252,29 +260,51 @@ class NoteSigner:
         return self._key_id
 
     @property
+    def public_key(self) -> bytes:
+        return bytes(self._signing_key.verify_key)
+
+    @property
     def vkey(self) -> str:
-        return self.verifier().vkey
+        return encode_vkey(self._name, self.KEY_TYPE, self.public_key)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r}, key_id={self._key_id:08x})"
+
+
+class NoteSigner(Ed25519NoteKey):
+    """An Ed25519 (type 0x01) note signer."""
+
+    __slots__ = ()
+    KEY_TYPE = ED25519_TYPE
+    KIND = "note signer"
+
+    @classmethod
+    def from_skey(cls, skey: str) -> NoteSigner:
+        decoded = cls.decode_skey(skey)
+        return cls(decoded.name, decoded.material)
 
     def verifier(self) -> NoteVerifier:
-        return NoteVerifier(self._name, self._key_id, bytes(self._signing_key.verify_key))
+        return NoteVerifier(self._name, self._key_id, self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         return bytes(self._signing_key.sign(message).signature)
 
-    def __repr__(self) -> str:
-        return f"NoteSigner(name={self._name!r}, key_id={self._key_id:08x})"
 
-
-def generate_note_key(name: str, random: RandomBytes = system_random) -> tuple[str, str]:
-    """A fresh Ed25519 note key pair as ``(skey, vkey)``; the skey is secret."""
+def generate_ed25519_note_key(
+    name: str, type_byte: int, random: RandomBytes = system_random
+) -> tuple[str, str]:
+    """A fresh Ed25519 key pair of ``type_byte`` as ``(skey, vkey)``; the skey is secret."""
     if not is_valid_key_name(name):
         raise UsageError(ReasonCode.MALFORMED_NOTE_KEY, "invalid key name")
     seed = random(_ED25519_KEY_BYTES)
     public_key = ed25519_public_key(seed)
-    key_id = compute_key_id(name, ED25519_TYPE, public_key)
-    return encode_skey(name, key_id, ED25519_TYPE, seed), encode_vkey(
-        name, ED25519_TYPE, public_key
-    )
+    key_id = compute_key_id(name, type_byte, public_key)
+    return encode_skey(name, key_id, type_byte, seed), encode_vkey(name, type_byte, public_key)
+
+
+def generate_note_key(name: str, random: RandomBytes = system_random) -> tuple[str, str]:
+    """A fresh Ed25519 note key pair as ``(skey, vkey)``; the skey is secret."""
+    return generate_ed25519_note_key(name, ED25519_TYPE, random)
 
 
 @dataclass(frozen=True)
