@@ -12,6 +12,8 @@ members, unpaired surrogates...) must give their error code. No answer may be a 
 from __future__ import annotations
 
 import io
+import os
+import secrets
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,10 +23,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from PIL import Image
+from sqlalchemy import create_engine, text
 
 from civic.clock import FixedClock
 from civic.encoding import b64std_encode, json_dumps
 from civic.errors import ReasonCode
+from civic_service.db import normalise_url
 from tests.security import (
     Attack,
     test_input_attacks,
@@ -68,6 +72,11 @@ class Http:
         assert answer.status_code < 500, (answer.status_code, answer.text[:300])
         return answer
 
+    def get(self, path: str) -> httpx.Response:
+        answer = self.client.get(self.url + path, headers=STAFF)
+        assert answer.status_code < 500, (answer.status_code, answer.text[:300])
+        return answer
+
     def verify(self, body: dict[str, Any]) -> httpx.Response:
         return self.post(json_dumps(body).encode("utf-8"))
 
@@ -78,14 +87,29 @@ class Http:
         return nonce
 
 
-@pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Http]:
+POSTGRES_URL = os.environ.get("CIVIC_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def http(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Http]:
+    """The verifier on its SQLite stores, and again on PostgreSQL when
+    ``CIVIC_TEST_POSTGRES_URL`` is set (PostgreSQL refuses text SQLite takes, e.g. a NUL)."""
+    overrides: dict[str, Any] = {}
+    if request.param == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("CIVIC_TEST_POSTGRES_URL is not set (the attacks on PostgreSQL stores)")
+        overrides = {
+            "database_url": POSTGRES_URL,
+            "database_schema": f"security_test_{secrets.token_hex(6)}",
+        }
     deployment = Deployment.create(tmp_path_factory.mktemp("security") / "verifier")
     scene = Scene.create(deployment.city)
     for uri, token in scene.status_tokens().items():
         deployment.status.tokens[urlsplit(uri).path] = token
     deployment.write_files()  # the trust bundle again, now with the scene's keys
-    runtime = load_runtime(deployment.settings())
+    runtime = load_runtime(deployment.settings(**overrides))
     services = build_services(runtime, now=FixedClock(deployment.city.now))
     try:
         with (
@@ -95,6 +119,12 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Http]:
             yield Http(deployment, scene, client, runtime.settings.max_body_bytes)
     finally:
         deployment.close()
+        if overrides:
+            engine = create_engine(normalise_url(overrides["database_url"]))
+            with engine.begin() as connection:
+                schema = overrides["database_schema"]
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            engine.dispose()
 
 
 def _failed(verdict: dict[str, Any]) -> list[tuple[str, str]]:
@@ -275,6 +305,16 @@ BODY_ATTACKS: tuple[BodyAttack, ...] = (
     _body_attack("verify_image_without_qr", C.QR_NOT_FOUND, 200,
                  "a blank PNG",
                  _body(lambda _h, n: {"policy": POLICY, "nonce": n, "image_png": _blank_png()})),
+    _body_attack("request_id_with_nul", C.NOT_FOUND, 404,
+                 "a request id with a NUL (PostgreSQL refused it with a 500)",
+                 lambda h: h.get("/requests/%00")),
+    _body_attack("request_object_id_with_nul", C.NOT_FOUND, 404,
+                 "a wallet fetching the request object of an id with a NUL",
+                 lambda h: h.get("/requests/x%00/object")),
+    _body_attack("response_to_request_id_with_nul", C.NOT_FOUND, 404,
+                 "a wallet's direct_post to a request id with a NUL",
+                 lambda h: h.client.post(h.url + "/responses/%00",
+                                         data={"vp_token": "{}", "state": "x"})),
     _body_attack("nonce_never_issued", C.NONCE_UNKNOWN, 200,
                  "a well-formed presentation bound to a nonce the verifier never issued",
                  _body(lambda h, _n: {"policy": POLICY, "nonce": "made-up-by-the-holder-0000",
