@@ -69,6 +69,7 @@ from civic.verdict import (
     verify_vp_token,
 )
 from civic_service.db import is_outage
+from civic_service.openapi import error_responses
 from verifier.db import (
     RETENTION,
     Writer,
@@ -756,12 +757,12 @@ def create_app(services: Services, *, sync_source: Any = None) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "client_id": runtime.client_id, "trust": services.trust.status()}
 
-    @app.get("/policies")
+    @app.get("/policies", responses=error_responses(401))
     async def policies(request: Request) -> list[dict[str, Any]]:
         staff(request)
         return verifier.policies()
 
-    @app.post("/requests")
+    @app.post("/requests", status_code=201, responses=error_responses(400, 401, 404, 413))
     async def create_request(request: Request) -> JSONResponse:
         staff(request)
         body = await read_json_object(request, limit)
@@ -769,29 +770,39 @@ def create_app(services: Services, *, sync_source: Any = None) -> FastAPI:
             await run_in_threadpool(verifier.create_request, body.get("policy")), 201
         )
 
-    @app.get("/requests/{request_id}")
+    @app.get("/requests/{request_id}", responses=error_responses(401, 404))
     async def request_status(request_id: str, request: Request) -> JSONResponse:
         staff(request)
         answer = await run_in_threadpool(verifier.request_status, request_id)
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
-    @app.get("/requests/{request_id}/object")
+    @app.get(
+        "/requests/{request_id}/object",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The signed request object (OpenID4VP)",
+                "content": {f"application/{REQUEST_OBJECT_TYP}": {"schema": {"type": "string"}}},
+            },
+            **error_responses(404, 409, 410),
+        },
+    )
     async def request_object(request_id: str) -> Response:
         token = await run_in_threadpool(verifier.request_object, request_id)
         return Response(token, media_type=f"application/{REQUEST_OBJECT_TYP}")
 
-    @app.post("/responses/{request_id}")
+    @app.post("/responses/{request_id}", responses=error_responses(400, 404, 409, 410, 413))
     async def response(request_id: str, request: Request) -> JSONResponse:
         body = await read_body(request, limit)
         answer = await run_in_threadpool(verifier.receive_response, request_id, body)
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
-    @app.post("/challenges")
+    @app.post("/challenges", status_code=201, responses=error_responses(401))
     async def challenge(request: Request) -> JSONResponse:
         staff(request)
         return JSONResponse(await run_in_threadpool(verifier.challenge), 201)
 
-    @app.post("/verify")
+    @app.post("/verify", responses=error_responses(400, 401, 404, 409, 413))
     async def verify(request: Request) -> JSONResponse:
         staff(request)
         body = await read_json_object(request, limit)
