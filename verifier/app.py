@@ -398,8 +398,10 @@ class Verifier:
     def _offline_request(self, body: dict[str, Any]) -> tuple[Policy, str, str]:
         policy = self.policy(body.get("policy"))
         nonce = body.get("nonce")
-        if not isinstance(nonce, str) or not 16 <= len(nonce) <= 256:
-            raise MalformedError(ReasonCode.MALFORMED_INPUT, "nonce is a string of 16-256 chars")
+        # Nonces are new_token() text: another shape (a NUL, which PostgreSQL refuses) was
+        # never issued here and must not reach the replay store.
+        if not isinstance(nonce, str) or _TOKEN.fullmatch(nonce) is None or len(nonce) < 16:
+            raise MalformedError(ReasonCode.MALFORMED_INPUT, "nonce is a token of 16-256 chars")
         audience = body.get("audience", self.runtime.client_id)
         if audience not in self.runtime.audiences:
             raise UsageError(ReasonCode.KB_JWT_AUD_MISMATCH, "not an audience of this verifier")

@@ -305,6 +305,12 @@ BODY_ATTACKS: tuple[BodyAttack, ...] = (
     _body_attack("verify_image_without_qr", C.QR_NOT_FOUND, 200,
                  "a blank PNG",
                  _body(lambda _h, n: {"policy": POLICY, "nonce": n, "image_png": _blank_png()})),
+    _body_attack("verify_nonce_with_nul", C.MALFORMED_INPUT, 400,
+                 "a presentation bound to a nonce with a NUL (PostgreSQL refused the spend, so the "
+                 "code depended on the store)",
+                 _body(lambda h, _n: {"policy": POLICY, "nonce": "0123456789abcdef\x00",
+                                      "presentation": h.scene.with_nonce(
+                                          "0123456789abcdef\x00").valid()})),
     _body_attack("request_id_with_nul", C.NOT_FOUND, 404,
                  "a request id with a NUL (PostgreSQL refused it with a 500)",
                  lambda h: h.get("/requests/%00")),
