@@ -18,6 +18,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +37,7 @@ from registry.app import create_app
 from registry.client import HttpLogSource, log_config_from_json
 from registry.settings import RegistrySettings, load_runtime
 from tests.security import Attack
+from tests.security.verifier_site import IssuerKeys, Site, no_5xx
 from tests.services.registry_harness import (
     ISSUER,
     NOT_AFTER,
@@ -48,11 +50,16 @@ from tests.services.registry_harness import (
     post_entry,
     signed,
     tree_size,
+    wait_for,
     wait_for_checkpoint,
 )
+from tests.services.verifier_deploy import AppServer, Deployment
 from tests.unit.test_logsync import ORIGIN, Tampered, World
 from tests.unit.test_trust import ISSUER as CORE_ISSUER
 from tests.unit.test_trust import NOW, private_key
+from verifier.app import build_services
+from verifier.app import create_app as create_verifier_app
+from verifier.settings import load_runtime as load_verifier_runtime
 
 X25519_JWK = {"kty": "OKP", "crv": "X25519", "x": "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo"}
 
@@ -123,7 +130,14 @@ HTTP_ATTACKS: tuple[Attack, ...] = (
            "a man in the middle replays the registry's earlier, smaller checkpoint"),
 )  # fmt: skip
 
-ATTACKS: tuple[Attack, ...] = CORE_ATTACKS + HTTP_ATTACKS
+SERVICE_ATTACKS: tuple[Attack, ...] = (
+    Attack("verifier_sync_from_forked_log", ReasonCode.LOG_FORK, "verifier",
+           "the log a running verifier syncs from serves another tree of the trusted size"),
+    Attack("verifier_sync_from_rolled_back_log", ReasonCode.LOG_ROLLBACK, "verifier",
+           "the log a running verifier syncs from goes back to an older, smaller checkpoint"),
+)  # fmt: skip
+
+ATTACKS: tuple[Attack, ...] = CORE_ATTACKS + HTTP_ATTACKS + SERVICE_ATTACKS
 
 
 # --- core: a misbehaving witnessed log ----------------------------------------------------
@@ -507,7 +521,63 @@ def test_sync_from_the_registry_through_a_man_in_the_middle(
         assert sync(source, config, previous).size >= previous.size
 
 
+# --- a running verifier syncing from a log that turns hostile -------------------------------
+
+
+def _fork(log: MemoryLog) -> bytes:
+    size = log.tree.size()
+    fork = MerkleTree()
+    fork.append_many(leaf_hash(leaf) for leaf in log.leaves[: size - 1])
+    fork.append(leaf_hash(b'{"forked": true}'))
+    return log.sign(Checkpoint(log.origin, size, fork.root()))
+
+
+def _rollback_note(log: MemoryLog) -> bytes:
+    return log.sign(log.checkpoint_at(log.tree.size() - 1))
+
+
+@pytest.mark.parametrize("attack", SERVICE_ATTACKS, ids=[a.name for a in SERVICE_ATTACKS])
+def test_verifier_keeps_its_trust_when_its_log_turns_hostile(
+    tmp_path: Path, attack: Attack
+) -> None:
+    deployment = Deployment.create(tmp_path / "verifier")
+    city = deployment.city
+    log, config = city.memory_log()
+    (deployment.data_dir / "trust-config.json").write_text(
+        json_dumps(city.trust_config_json(config))
+    )
+    runtime = load_verifier_runtime(deployment.settings(trust_bundle_file=None, sync_interval=0.05))
+    services = build_services(runtime, now=FixedClock(city.now))
+    site = Site(deployment, services, FixedClock(city.now), httpx.Client(timeout=15), IssuerKeys(
+        *(PrivateKey.generate() for _ in range(6))))  # fmt: skip
+
+    def health() -> dict[str, Any]:
+        answer = no_5xx(site.client.get(deployment.url + "/healthz"))
+        trust: dict[str, Any] = answer.json()["trust"]
+        return trust
+
+    try:
+        with (
+            AppServer(create_verifier_app(services, sync_source=log), deployment.port),
+            site.client,
+        ):
+            size = len(city.entries)
+            wait_for(lambda: health()["checkpoint_size"] == size, 15, "the first sync")
+            if attack.code is ReasonCode.LOG_FORK:
+                log.note = _fork(log)
+            else:
+                log.note = _rollback_note(log)
+            wait_for(lambda: health()["last_error"] == attack.code.value, 15, "a failed sync")
+            trust = health()
+            assert (trust["checkpoint_size"], trust["stale"]) == (size, False)
+            # Verdicts still rest on the trust the verifier had: a genuine credential is valid.
+            assert site.verify(city.issue())["result"] == "valid"
+    finally:
+        deployment.close()
+
+
 def test_every_attack_is_mounted() -> None:
     prefixes = ("admin_call_", "http_sync_")
     http = set(ADMIN) | {a.name for a in HTTP_ATTACKS if a.name.startswith(prefixes)}
-    assert set(CORE) | http == {a.name for a in ATTACKS}
+    service = {a.name for a in SERVICE_ATTACKS}
+    assert set(CORE) | http | service == {a.name for a in ATTACKS}
