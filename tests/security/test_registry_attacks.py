@@ -120,6 +120,16 @@ HTTP_ATTACKS: tuple[Attack, ...] = (
            "registry", "an entry whose second signature names a governance kid, by another key"),
     Attack("admin_entry_replayed", ReasonCode.REGISTRY_ENTRY_DUPLICATE, "registry",
            "an entry already in the log posted again (same event id)"),
+    Attack("admin_revoke_already_revoked_key", ReasonCode.KEY_REVOKED, "registry",
+           "issuer.key.revoke of a key already revoked (to rewrite its revoked_at)"),
+    Attack("admin_retire_already_retired_key", ReasonCode.KEY_RETIRED, "registry",
+           "issuer.key.retire of a retired key, moving retired_at later to cover more credentials"),
+    Attack("admin_revoke_unknown_verifier", ReasonCode.VERIFIER_UNKNOWN, "registry",
+           "verifier.revoke for a client_id the registry never accredited"),
+    Attack("admin_remove_governance_below_quorum", ReasonCode.GOVERNANCE_QUORUM_NOT_MET,
+           "registry", "governance.key.remove leaving fewer keys than the quorum"),
+    Attack("admin_status_base_over_plain_http", ReasonCode.REGISTRY_ENTRY_MALFORMED, "registry",
+           "an issuer key whose status base URL is plain http on a public host"),
     Attack("admin_call_without_token", ReasonCode.UNAUTHORIZED, "registry",
            "POST /entries with no Authorization header"),
     Attack("admin_call_with_wrong_token", ReasonCode.UNAUTHORIZED, "registry",
@@ -410,6 +420,15 @@ def _replayed(r: Registry) -> SignedEntry:
     return entry
 
 
+def _changed_twice(r: Registry, kind: str) -> SignedEntry:
+    """A fresh key, retired or revoked once (accepted), and the same change again."""
+    kid = uuid.uuid4().hex
+    assert r.post(issuer_key_add(r.files, kid=kid)).status_code == 201
+    member = "retired_at" if kind == "issuer.key.retire" else "revoked_at"
+    assert r.post(signed(r.files, kind, issuer=ISSUER, kid=kid, **{member: 1})).status_code == 201
+    return signed(r.files, kind, issuer=ISSUER, kid=kid, **{member: 2})
+
+
 ADMIN: dict[str, tuple[int, Callable[[Registry], Any]]] = {
     "admin_duplicate_kid": (409, lambda r: issuer_key_add(r.files, kid="base-key")),
     "admin_retire_for_unknown_issuer": (422, lambda r: signed(
@@ -427,6 +446,14 @@ ADMIN: dict[str, tuple[int, Callable[[Registry], Any]]] = {
         r.files, [r.files.governance_keys()[0],
                   (r.files.governance_keys()[1][0], PrivateKey.generate())])),
     "admin_entry_replayed": (409, _replayed),
+    "admin_revoke_already_revoked_key": (422, lambda r: _changed_twice(r, "issuer.key.revoke")),
+    "admin_retire_already_retired_key": (422, lambda r: _changed_twice(r, "issuer.key.retire")),
+    "admin_revoke_unknown_verifier": (422, lambda r: signed(
+        r.files, "verifier.revoke", verifier="rogue.example", revoked_at=1)),
+    "admin_remove_governance_below_quorum": (422, lambda r: signed(
+        r.files, "governance.key.remove", kid=r.files.governance_keys()[0][0])),
+    "admin_status_base_over_plain_http": (400, lambda r: _raw_http_entry(
+        r.files, status_base_url="http://status.district.example/lists")),
 }  # fmt: skip
 
 
