@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 from civic.clock import FixedClock
 from civic.encoding import b64std_encode, json_dumps
 from civic.errors import ReasonCode
+from civic.jose import parse_jws
 from civic_service.db import normalise_url
 from tests.security import (
     Attack,
@@ -150,6 +151,48 @@ def test_core_attack_over_http(http: Http, attack: Case) -> None:
     answer = http.verify(body)
     assert answer.status_code == 200, answer.text[:300]
     verdict = answer.json()
+    code = attack.attack.code.value
+    assert (verdict["result"], verdict["reason"]) == ("invalid", code), verdict
+    assert _failed(verdict) == [(attack.check, code)]
+    assert all(not report.get("claims") for report in verdict["credentials"])
+
+
+def _direct_post(
+    http: Http, build: Callable[[Scene], str], *, twice: bool
+) -> tuple[httpx.Response, str]:
+    """An OpenID4VP request for the policy, answered by the wallet's direct_post with the
+    presentation ``build`` makes for the request's nonce (sent ``twice`` for a replay)."""
+    created = http.client.post(f"{http.url}/requests", json={"policy": POLICY}, headers=STAFF)
+    assert created.status_code == 201, created.text
+    request_object = http.client.get(created.json()["request_uri"])
+    assert request_object.status_code == 200, request_object.text
+    request = parse_jws(request_object.text).payload_json()
+    text = build(http.scene.with_nonce(request["nonce"]))
+    form = {"vp_token": json_dumps({"residency": [text]}), "state": request["state"]}
+    answer = http.client.post(request["response_uri"], data=form)
+    if twice:
+        assert answer.json() == {"result": "valid"}, answer.text
+        answer = http.client.post(request["response_uri"], data=form)
+    assert answer.status_code < 500, (answer.status_code, answer.text[:300])
+    return answer, created.json()["id"]
+
+
+def test_honest_presentation_is_valid_over_direct_post(http: Http) -> None:
+    answer, _request_id = _direct_post(http, Scene.valid, twice=False)
+    assert answer.json() == {"result": "valid"}
+
+
+@pytest.mark.parametrize("attack", CORE_CASES, ids=[c.name for c in CORE_CASES])
+def test_core_attack_over_direct_post(http: Http, attack: Case) -> None:
+    """The same attacks from a wallet, to the unauthenticated OpenID4VP response endpoint:
+    ``{"result": "invalid"}`` to the wallet, the reason in the staff's view of the request. A
+    replayed response is refused before any check (the request is answered once)."""
+    answer, request_id = _direct_post(http, attack.build, twice=attack.replay)
+    if attack.replay:
+        assert (answer.status_code, answer.json()["error"]) == (409, "request_already_answered")
+        return
+    assert (answer.status_code, answer.json()) == (200, {"result": "invalid"}), answer.text[:300]
+    verdict = http.get(f"/requests/{request_id}").json()["verdict"]
     code = attack.attack.code.value
     assert (verdict["result"], verdict["reason"]) == ("invalid", code), verdict
     assert _failed(verdict) == [(attack.check, code)]
