@@ -54,6 +54,8 @@ ATTACKS: tuple[Attack, ...] = (
            "the status endpoint answers more than the fetcher's byte cap"),
     Attack("status_list_expired", ReasonCode.STATUS_LIST_EXPIRED, "verifier",
            "an old list (exp in the past) replayed to hide a later revocation"),
+    Attack("status_list_issued_in_future", ReasonCode.IAT_IN_FUTURE, "verifier",
+           "a list dated an hour ahead, made to outlive a revocation published meanwhile"),
     Attack("status_list_malformed_lst", ReasonCode.STATUS_LIST_MALFORMED, "verifier",
            "a correctly signed list whose lst is not a ZLIB stream"),
     Attack("status_list_not_a_jwt", ReasonCode.STATUS_LIST_MALFORMED, "verifier",
@@ -187,6 +189,9 @@ SETUPS: dict[str, Setup] = {
     "status_list_answer_over_byte_cap": lambda s, n: _served(s, n, "a" * (1024 * 1024 + 10)),
     "status_list_expired": lambda s, n: _served(
         s, n, _token(s, n, issued_at=s.city.now - 7200, lifetime=3600)
+    ),
+    "status_list_issued_in_future": lambda s, n: _served(
+        s, n, _token(s, n, issued_at=s.city.now + 3600)
     ),
     "status_list_malformed_lst": lambda s, n: _served(
         s, n, _raw_token(s, n, "statuslist+jwt", {"bits": 2, "lst": "bm90LXpsaWI"})
