@@ -54,6 +54,8 @@ from registry.app import create_app as create_registry_app
 from registry.settings import RegistrySettings
 from registry.settings import load_runtime as load_registry_runtime
 from tests.faults.harness import (
+    NEEDS_POSTGRES,
+    POSTGRES_URL,
     IssuerDeployment,
     Launcher,
     ServiceProcess,
@@ -537,6 +539,7 @@ def test_kill_9_during_bulk_issuance_on_sqlite(tmp_path: Path, registry: tuple[A
     _assert_exercised(_kill_repeatedly(deployment, tmp_path))
 
 
+@pytest.mark.skipif(not POSTGRES_URL, reason=NEEDS_POSTGRES)
 def test_kill_9_during_bulk_issuance_on_postgresql(
     tmp_path: Path, registry: tuple[Any, str]
 ) -> None:
