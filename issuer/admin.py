@@ -56,6 +56,8 @@ from issuer.statuslists import change_status, status_list_uri
 
 API_KEY_ID_BYTES: Final = 12
 MAX_LIST_LIMIT: Final = 500
+# SQL integers are 64-bit signed: a larger offset would overflow in the driver (a 500).
+MAX_LIST_OFFSET: Final = 2**63 - 1
 STATUS_NAMES: Final = {
     Status.VALID: "valid",
     Status.INVALID: "revoked",
@@ -369,7 +371,7 @@ def list_credentials(
     limit: int = 100,
     offset: int = 0,
 ) -> dict[str, Any]:
-    if not 1 <= limit <= MAX_LIST_LIMIT or offset < 0:
+    if not 1 <= limit <= MAX_LIST_LIMIT or not 0 <= offset <= MAX_LIST_OFFSET:
         raise AdminError(
             400, "invalid_request", "limit or offset out of range", ReasonCode.MALFORMED_INPUT
         )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 
 from civic.encoding import json_dumps, json_loads
 from civic.errors import MalformedError, ReasonCode, VerificationError
 from civic.jose import verify_jws
 from civic.trust import EVENT_TYP, parse_entry
+from issuer.testing import LocalIssuer
 from tests.fuzz import samples
 
 
@@ -39,3 +43,26 @@ def test_registry_event_with_an_unhashable_type_is_refused(kind: object) -> None
     with pytest.raises(MalformedError) as info:
         parse_entry(json_dumps(entry))
     assert info.value.reason is ReasonCode.REGISTRY_ENTRY_MALFORMED
+
+
+@pytest.mark.parametrize("offset", [2**63, 68620380475642232832])
+def test_issuer_admin_list_with_an_offset_beyond_sql_integers_is_a_400(
+    tmp_path: Path, offset: int
+) -> None:
+    with LocalIssuer(tmp_path / "issuer") as issuer:
+        answer = httpx.get(
+            f"{issuer.url}/admin/credentials",
+            params={"offset": offset},
+            headers={"Authorization": f"Bearer {issuer.admin_key}"},
+            timeout=10,
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "invalid_request"
+        largest = httpx.get(
+            f"{issuer.url}/admin/credentials",
+            params={"offset": 2**63 - 1},
+            headers={"Authorization": f"Bearer {issuer.admin_key}"},
+            timeout=10,
+        )
+        assert largest.status_code == 200, largest.text
+        assert largest.json()["credentials"] == []

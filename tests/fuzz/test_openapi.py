@@ -1,0 +1,278 @@
+"""schemathesis against the OpenAPI of each service: registry, witness, issuer, verifier.
+
+The services do not publish their OpenAPI documents (``openapi_url=None``); the schema is taken
+in-process from ``app.openapi()`` and the app is served on a loopback port. Operations that
+read a raw body (the schema cannot describe it from the route) get a request body from
+:data:`BODIES`, so that the fuzzer sends one. Every response must not be a server error,
+must have a declared status code, and must match its declared schema. Admin and staff
+operations run twice: without credentials (always 401) and with a valid key, which lets the
+fuzzed input reach the code behind the authentication.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from civic.clock import FixedClock
+from issuer.testing import LocalIssuer
+from registry.app import create_app as create_registry_app
+from registry.settings import RegistrySettings, load_runtime
+from tests.fuzz.harness import EXAMPLES, EXPLORING
+from tests.services.registry_harness import (
+    RegistryFiles,
+    ThreadServer,
+    init_registry,
+    issuer_key_add,
+    post_entry,
+    wait_for_checkpoint,
+    witness_server,
+)
+from tests.services.verifier_deploy import API_KEY, AppServer, Deployment
+from verifier.app import build_services
+from verifier.app import create_app as create_verifier_app
+from verifier.settings import load_runtime as load_verifier_runtime
+
+OPENAPI_EXAMPLES = int(os.environ.get("CIVIC_FUZZ_API_EXAMPLES", "0")) or (200 if EXPLORING else 30)
+API = settings(
+    max_examples=OPENAPI_EXAMPLES,
+    deadline=None,
+    derandomize=not EXPLORING,
+    suppress_health_check=list(HealthCheck),
+)
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
+
+_JSON_OBJECT: dict[str, Any] = {"type": "object"}
+# Request bodies of the operations that read them raw, by "METHOD /path".
+BODIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "POST /entries": (
+        "application/json",
+        {
+            "type": "object",
+            "properties": {
+                "event": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"enum": ["issuer.key.add", "verifier.add", "issuer.key.revoke"]},
+                        "id": {"type": "string"},
+                        "time": {"type": "integer"},
+                        "kid": {"type": "string"},
+                    },
+                },
+                "signatures": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+    ),
+    "POST /add-checkpoint": ("text/plain", {"type": "string"}),
+    "POST /requests": (
+        "application/json",
+        {"type": "object", "properties": {"policy": {"type": "string"}}},
+    ),
+    "POST /responses/{request_id}": (
+        "application/x-www-form-urlencoded",
+        {
+            "type": "object",
+            "properties": {"vp_token": {"type": "string"}, "state": {"type": "string"}},
+        },
+    ),
+    "POST /verify": (
+        "application/json",
+        {
+            "type": "object",
+            "properties": {
+                "policy": {"enum": ["bar-entry", "pharmacy", "youth-allowance-counter", "x"]},
+                "nonce": {"type": "string"},
+                "audience": {"type": "string"},
+                "presentation": {"type": "string"},
+                "presentations": {"type": "array", "items": {"type": "string"}},
+                "image_png": {"type": "string"},
+            },
+        },
+    ),
+}
+
+
+@dataclass
+class Service:
+    name: str
+    app: FastAPI
+    url: str
+    headers: dict[str, str]
+    protected: set[str] = field(default_factory=set)  # "METHOD /path" needing credentials
+
+    def schema(self) -> Any:
+        document = copy.deepcopy(self.app.openapi())
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                body = BODIES.get(f"{method.upper()} {path}")
+                if body is not None and "requestBody" not in operation:
+                    media_type, schema = body
+                    operation["requestBody"] = {"content": {media_type: {"schema": schema}}}
+        loaded = schemathesis.openapi.from_dict(document)
+        loaded.config.update(base_url=self.url)
+        return loaded
+
+
+_FRAMEWORK_REFUSALS = {"invalid_request", "malformed_input", "input_too_large"}
+
+
+def _label(case: Any) -> str:
+    return f"{case.method.upper()} {case.path}"
+
+
+@pytest.fixture(scope="module")
+def registry_files(tmp_path_factory: pytest.TempPathFactory) -> RegistryFiles:
+    return init_registry(
+        tmp_path_factory.mktemp("fuzz-registry") / "data", "--governance-keys", "2"
+    )
+
+
+@pytest.fixture(scope="module")
+def registry_service(registry_files: RegistryFiles) -> Iterator[Service]:
+    runtime = load_runtime(RegistrySettings(data_dir=registry_files.data_dir))
+    app = create_registry_app(runtime)
+    with ThreadServer(app) as server:
+        # One accredited issuer key, so that entries, proofs and key lookups have data to serve.
+        added = post_entry(server.url, registry_files.admin_token, issuer_key_add(registry_files))
+        assert added.status_code == 201, added.text
+        wait_for_checkpoint(server.url, 1)
+        headers = {"Authorization": f"Bearer {registry_files.admin_token}"}
+        yield Service("registry", app, server.url, headers, {"POST /entries"})
+
+
+@pytest.fixture(scope="module")
+def witness_service(
+    registry_files: RegistryFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    server, _vkey = witness_server(tmp_path_factory.mktemp("fuzz-witness"), registry_files.log_vkey)
+    with server:
+        yield Service("witness", server._server.config.app, server.url, {})
+
+
+@pytest.fixture(scope="module")
+def issuer_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with LocalIssuer(tmp_path_factory.mktemp("fuzz-issuer") / "data") as issuer:
+        protected = {
+            f"{method.upper()} {path}"
+            for path, operations in issuer.app.openapi()["paths"].items()
+            for method in operations
+            if path.startswith("/admin/")
+        }
+        headers = {"Authorization": f"Bearer {issuer.admin_key}"}
+        yield Service("issuer", issuer.app, issuer.url, headers, protected)
+
+
+@pytest.fixture(scope="module")
+def verifier_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    deployment = Deployment.create(tmp_path_factory.mktemp("fuzz-verifier") / "verifier")
+    runtime = load_verifier_runtime(deployment.settings())
+    app = create_verifier_app(build_services(runtime, now=FixedClock(deployment.city.now)))
+    protected = {
+        "GET /policies",
+        "POST /requests",
+        "GET /requests/{request_id}",
+        "POST /challenges",
+        "POST /verify",
+    }
+    try:
+        with AppServer(app, deployment.port):
+            yield Service(
+                "verifier", app, deployment.url, {"Authorization": f"Bearer {API_KEY}"}, protected
+            )
+    finally:
+        deployment.close()
+
+
+def _operations(service: Service, protected_only: bool = False) -> list[Any]:
+    operations = [result.ok() for result in service.schema().get_all_operations()]
+    if protected_only:
+        operations = [
+            op for op in operations if f"{op.method.upper()} {op.path}" in service.protected
+        ]
+    assert operations, f"no operations found in the {service.name} schema"
+    return operations
+
+
+def _fuzz_operations(
+    service: Service, *, authenticated: bool, protected_only: bool = False
+) -> None:
+    """Every operation, with valid (positive) and invalid (negative) requests."""
+    for operation in _operations(service, protected_only):
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @API
+            @given(operation.as_strategy(generation_mode=mode))
+            def run(case: Any) -> None:
+                _run(service, case, authenticated=authenticated)
+
+            try:
+                run()
+            except Unsatisfiable:
+                # Nothing to make invalid: the operation takes no parameters and no body.
+                assert mode is GenerationMode.NEGATIVE
+            except Exception as error:
+                error.add_note(
+                    f"{service.name}: {operation.method.upper()} {operation.path} ({mode.value})"
+                )
+                raise
+
+
+def _run(service: Service, case: Any, *, authenticated: bool) -> None:
+    EXAMPLES[f"openapi {service.name} {_label(case)}"] += 1
+    headers = dict(case.headers or {})
+    protected = _label(case) in service.protected
+    if authenticated and protected:
+        headers.update(service.headers)
+    else:
+        headers.pop("Authorization", None)
+    response = case.call_and_validate(base_url=service.url, headers=headers, checks=CHECKS)
+    if protected and not authenticated:
+        # 401, or the framework's refusal of a body it cannot parse at all (FastAPI parses a
+        # declared body before it runs the authentication dependency); never anything that
+        # depends on the data behind the credentials.
+        assert response.status_code in (401, 400, 413), f"{_label(case)} without credentials"
+        if response.status_code != 401:
+            assert response.json()["error"] in _FRAMEWORK_REFUSALS, response.text
+
+
+def test_registry_api(registry_service: Service) -> None:
+    _fuzz_operations(registry_service, authenticated=True)
+
+
+def test_registry_api_without_credentials(registry_service: Service) -> None:
+    _fuzz_operations(registry_service, authenticated=False, protected_only=True)
+
+
+def test_witness_api(witness_service: Service) -> None:
+    _fuzz_operations(witness_service, authenticated=True)
+
+
+def test_issuer_api(issuer_service: Service) -> None:
+    _fuzz_operations(issuer_service, authenticated=True)
+
+
+def test_issuer_api_without_credentials(issuer_service: Service) -> None:
+    _fuzz_operations(issuer_service, authenticated=False, protected_only=True)
+
+
+def test_verifier_api(verifier_service: Service) -> None:
+    _fuzz_operations(verifier_service, authenticated=True)
+
+
+def test_verifier_api_without_credentials(verifier_service: Service) -> None:
+    _fuzz_operations(verifier_service, authenticated=False, protected_only=True)
