@@ -28,6 +28,7 @@ credential only if the caller passes ``unsafe_allow_http_loopback=True`` (local 
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -253,6 +254,12 @@ def _uri_problem(uri: object, *, allow_http_loopback: bool) -> str | None:
         return "URI is not a non-empty string"
     if len(uri) > MAX_URI_LENGTH:
         return "URI longer than the limit"
+    return _string_uri_problem(uri, allow_http_loopback)
+
+
+# An issuer has a handful of lists, so every verification asks about the same few URIs.
+@functools.lru_cache(maxsize=1024)
+def _string_uri_problem(uri: str, allow_http_loopback: bool) -> str | None:
     if any(not 0x21 <= ord(c) <= 0x7E for c in uri):
         return "URI has characters outside printable ASCII"
     try:
