@@ -59,6 +59,8 @@ WALLET_ATTACKS: tuple[Attack, ...] = (
            "a request object under the accredited client_id and kid, signed by another key"),
     Attack("wallet_request_with_unaccredited_kid", ReasonCode.KEY_UNKNOWN, "wallet",
            "a request object naming a kid the registry does not accredit for the verifier"),
+    Attack("wallet_verifier_accreditation_expired", ReasonCode.KEY_OUTSIDE_WINDOW, "wallet",
+           "a request from a verifier whose accreditation window has closed"),
     Attack("wallet_expired_request_object", ReasonCode.REQUEST_EXPIRED, "wallet",
            "an old request object of the accredited verifier replayed to the wallet"),
 )  # fmt: skip
@@ -176,6 +178,8 @@ WALLET: dict[str, Callable[[RogueHost], tuple[str, TrustState]]] = {
         signer=PrivateKey.generate())), r.city.state),
     "wallet_request_with_unaccredited_kid": lambda r: (r.offer(r.request_object(
         signer=PrivateKey.generate(), header={"kid": "v-2"})), r.city.state),
+    "wallet_verifier_accreditation_expired": lambda r: (r.offer(r.request_object(
+        iat=NOW + 2 * YEAR - 5, exp=NOW + 2 * YEAR + 300)), r.city.state),
     "wallet_expired_request_object": lambda r: (r.offer(r.request_object(
         iat=NOW - 3600, exp=NOW - 3000)), r.city.state),
 }  # fmt: skip
@@ -184,8 +188,10 @@ WALLET: dict[str, Callable[[RogueHost], tuple[str, TrustState]]] = {
 @pytest.mark.parametrize("attack", WALLET_ATTACKS, ids=[a.name for a in WALLET_ATTACKS])
 def test_wallet_refuses(rogue: RogueHost, attack: Attack) -> None:
     uri, state = WALLET[attack.name](rogue)
+    # Two years on, the verifier's one-year accreditation has closed (its request is fresh).
+    now = NOW + 2 * YEAR if attack.name == "wallet_verifier_accreditation_expired" else NOW
     with pytest.raises(CivicError) as caught:
-        wallet_checks(uri, state)
+        wallet_checks(uri, state, now)
     assert caught.value.reason is attack.code
 
 
