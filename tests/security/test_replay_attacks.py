@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from civic.clock import FixedClock
 from civic.credentials import RESIDENCY_VCT
 from civic.encoding import json_dumps
 from civic.errors import ReasonCode
@@ -44,6 +45,8 @@ ATTACKS: tuple[Attack, ...] = (
            "verifier", "one presentation sent 16 times at once, split over two replicas"),
     Attack("online_response_raced_across_replicas", ReasonCode.REQUEST_ALREADY_ANSWERED,
            "verifier", "one direct_post response sent 8 times at once, split over two replicas"),
+    Attack("offline_presentation_replayed_after_restart", ReasonCode.KB_JWT_NONCE_REUSED,
+           "verifier", "a presentation accepted before the verifier restarted, shown after it"),
     Attack("online_response_posted_twice", ReasonCode.REQUEST_ALREADY_ANSWERED, "verifier",
            "the wallet's direct_post response to a request sent a second time"),
     Attack("online_response_replayed_across_replicas", ReasonCode.REQUEST_ALREADY_ANSWERED,
@@ -157,6 +160,30 @@ def test_offline_replay(site: Site, attack: Attack) -> None:
         "presentation_replayed_to_another_verifier": _other_verifier,
     }
     assert mount[attack.name](site) == ("invalid", attack.code.value)
+
+
+@pytest.mark.parametrize("attack", **_ids("offline_presentation_replayed_after_restart"))
+def test_replay_after_restart(tmp_path: Path, attack: Attack) -> None:
+    deployment = Deployment.create(tmp_path / "verifier")
+    city = deployment.city
+    clock = FixedClock(city.now)
+    body: dict[str, Any] = {}
+    verdicts = []
+    try:
+        for _ in range(2):  # the same data directory, a new process's services
+            services = build_services(load_runtime(deployment.settings()), now=clock)
+            with AppServer(create_app(services), deployment.port), httpx.Client() as client:
+                if not body:
+                    answer = no_5xx(client.post(deployment.url + "/challenges", headers=STAFF))
+                    nonce = answer.json()["nonce"]
+                    text = city.present(city.issue(), nonce=nonce, at=clock())
+                    body = {"policy": "bar-entry", "nonce": nonce, "presentation": text}
+                answer = no_5xx(client.post(deployment.url + "/verify", json=body, headers=STAFF))
+                verdicts.append((answer.json()["result"], answer.json()["reason"]))
+            clock.advance(5)
+    finally:
+        deployment.close()
+    assert verdicts == [("valid", None), ("invalid", attack.code.value)]
 
 
 # --- online (OpenID4VP direct_post) ------------------------------------------------------------
