@@ -161,6 +161,16 @@ def _trailing_bits(signature: str) -> str:
     return signature[:-1] + _B64URL[(value & ~0x0F) | 0x05]
 
 
+_ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
+
+
+def _s_plus_order(signature: str) -> str:
+    """The same Ed25519 signature with S + L: a second encoding a lax verifier accepts."""
+    raw = b64url_decode(signature)
+    s = int.from_bytes(raw[32:], "little") + _ED25519_ORDER
+    return b64url_encode(raw[:32] + s.to_bytes(32, "little"))
+
+
 def _drop_signature_segment(scene: Scene) -> str:
     jws, rest = _issuer_jws(scene.valid())
     return jws.rsplit(".", 1)[0] + "~" + rest
@@ -303,6 +313,9 @@ CASES: tuple[Case, ...] = (
          "the signature cut to 48 bytes", _edit_signature(_truncate)),
     case("signature_bit_flipped", C.SIGNATURE_INVALID, "signature",
          "one bit of the signature flipped", _edit_signature(_flip)),
+    case("ed25519_signature_s_not_reduced", C.SIGNATURE_INVALID, "signature",
+         "the issuer's Ed25519 signature malleated to S + L (RFC 8032 5.1.7 requires S < L)",
+         _edit_signature(_s_plus_order)),
     case("signature_segment_missing", C.MALFORMED_JWS, "parse",
          "a two-segment JWS", _drop_signature_segment),
     case("jwe_shaped_five_segments", C.MALFORMED_JWS, "parse",
