@@ -6,9 +6,18 @@ from __future__ import annotations
 
 import sys
 
-from bench import core_verify, issuer, load, qr_size, statuslist_encode, verifier
+from bench import (
+    core_verify,
+    issuer,
+    load,
+    qr_size,
+    registry,
+    statuslist_encode,
+    verifier,
+    wallet_cli,
+)
 
-DEFAULT = (core_verify, qr_size, statuslist_encode, issuer, verifier, load)
+DEFAULT = (core_verify, qr_size, statuslist_encode, registry, issuer, verifier, wallet_cli, load)
 
 
 def main() -> None:
