@@ -578,7 +578,7 @@ def test_verifier_keeps_its_trust_when_its_log_turns_hostile(
     runtime = load_verifier_runtime(deployment.settings(trust_bundle_file=None, sync_interval=0.05))
     services = build_services(runtime, now=FixedClock(city.now))
     site = Site(deployment, services, FixedClock(city.now), httpx.Client(timeout=15), IssuerKeys(
-        *(PrivateKey.generate() for _ in range(6))))  # fmt: skip
+        *(PrivateKey.generate() for _ in range(7))))  # fmt: skip
 
     def health() -> dict[str, Any]:
         answer = no_5xx(site.client.get(deployment.url + "/healthz"))

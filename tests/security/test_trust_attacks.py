@@ -83,6 +83,12 @@ ATTACKS: tuple[Attack, ...] = (
         "Busan's kid and key used to sign a credential claiming Mapo's iss",
     ),
     Attack(
+        "kid_name_shared_by_two_issuers",
+        ReasonCode.SIGNATURE_INVALID,
+        "verifier",
+        "Busan's iss and its kid that is also Mapo's kid name, signed by Mapo's key",
+    ),
+    Attack(
         "accredited_kid_signed_by_another_key",
         ReasonCode.SIGNATURE_INVALID,
         "verifier",
@@ -135,10 +141,13 @@ FORGERIES: dict[str, Forge] = {
     ],
     "key_past_not_after": lambda s: [s.city.issue(signer=s.keys.expired, kid="expired-1")],
     "key_before_not_before": lambda s: [s.city.issue(signer=s.keys.future, kid="future-1")],
-    "kid_of_issuer_a_with_iss_of_issuer_b": lambda s: [s.city.issue(issuer=BUSAN)],
+    "kid_of_issuer_a_with_iss_of_issuer_b": lambda s: [
+        s.city.issue(issuer=BUSAN, signer=s.keys.retired, kid="retired-1")
+    ],
     "kid_of_issuer_b_with_iss_of_issuer_a": lambda s: [
         s.city.issue(issuer=ISSUER, signer=s.keys.busan, kid="busan-1")
     ],
+    "kid_name_shared_by_two_issuers": lambda s: [s.city.issue(issuer=BUSAN, kid=s.city.kid)],
     "accredited_kid_signed_by_another_key": lambda s: [s.city.issue(signer=PrivateKey.generate())],
 }
 

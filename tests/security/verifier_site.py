@@ -46,12 +46,13 @@ class IssuerKeys:
     future: PrivateKey
     vaccination_only: PrivateKey
     busan: PrivateKey
+    busan_shared: PrivateKey
 
 
 def accredit_attack_keys(city: City, status_base: str) -> IssuerKeys:
     """Registry history for the trust attacks; each key publishes its lists under its own base
     (``{status_base}/{kid}``) so a list signed by one key is never the list of another."""
-    keys = IssuerKeys(*(PrivateKey.generate() for _ in range(6)))
+    keys = IssuerKeys(*(PrivateKey.generate() for _ in range(7)))
     now = city.now
     city.accredit_issuer("retired-1", keys.retired, status_base_url=f"{status_base}/retired-1")
     city.event("issuer.key.retire", issuer=ISSUER, kid="retired-1", retired_at=now - RETIRED_AT_AGO)
@@ -75,6 +76,10 @@ def accredit_attack_keys(city: City, status_base: str) -> IssuerKeys:
     )
     city.accredit_issuer(
         "busan-1", keys.busan, issuer=BUSAN, status_base_url=f"{status_base}/busan-1"
+    )
+    # Busan also names a key "mapo-2026-1", Mapo's kid: kids are per issuer.
+    city.accredit_issuer(
+        city.kid, keys.busan_shared, issuer=BUSAN, status_base_url=f"{status_base}/busan-shared"
     )
     return keys
 
@@ -148,7 +153,7 @@ def running_site(
     keys = (
         accredit_attack_keys(city, deployment.status.base)
         if history
-        else IssuerKeys(*(PrivateKey.generate() for _ in range(6)))
+        else IssuerKeys(*(PrivateKey.generate() for _ in range(7)))
     )
     if prepare is not None:
         prepare(deployment)
