@@ -138,6 +138,9 @@ class TrustView(Protocol):
 
 
 class StatusFetcher(Protocol):
+    """Fetches Status List Tokens. A fetcher that caches tokens may also define
+    ``forget(uri, token)``: the checklist calls it for a token that failed verification."""
+
     def fetch(self, uri: str) -> str:
         """The Status List Token at ``uri``; raise ``status_list_unavailable`` when it cannot
         be had (network, HTTP status, size cap)."""
@@ -493,6 +496,7 @@ class _Run:
             self.record("status", Outcome.FAILED, error.reason, query)
             credential.stopped = True
             return
+        token: str | None = None
         try:
             token = self.status.fetch(reference.uri)
             if self.status_cache is not None:
@@ -512,6 +516,12 @@ class _Run:
                     skew=self.skew,
                 )
         except CivicError as error:
+            if token is not None:
+                # A fetcher that caches must not keep serving a token that does not verify
+                # (forged, another list's, broken): the next verdict fetches afresh.
+                forget = getattr(self.status, "forget", None)
+                if callable(forget):
+                    forget(reference.uri, token)
             # A list that cannot be had or does not verify leaves the status unknown: not the
             # holder's fault, and never a reason to say valid.
             tolerated = self.policy.status_unavailable == "accept"

@@ -602,6 +602,9 @@ class _CachedStatusOnly:
             raise _StatusNotCached
         return token
 
+    def forget(self, uri: str, token: str) -> None:
+        self._fetcher.forget(uri, token)
+
 
 _AUDIT_COLUMNS = (
     "at",

@@ -8,7 +8,8 @@ issuer's accredited base), and a cache that keeps each token for its ``ttl`` cla
 The token is *not* trusted here: the verdict verifies it with the issuer's accredited key on
 every use; the payload is only peeked at to learn how long to cache it.
 
-Any failure raises ``status_list_unavailable``; failures are not cached.
+Any failure raises ``status_list_unavailable``; failures are not cached, and a token the
+verdict finds does not verify is dropped from the cache (:meth:`HttpStatusFetcher.forget`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,14 @@ class HttpStatusFetcher:
                     self._cache.clear()
                 self._cache[uri] = _Cached(token, now + lifetime)
         return token
+
+    def forget(self, uri: str, token: str) -> None:
+        """Drop ``token`` from the cache (the verdict found it does not verify), so that a
+        forged or broken answer is not served again for its claimed ``ttl``."""
+        with self._lock:
+            cached = self._cache.get(uri)
+            if cached is not None and cached.token == token:
+                del self._cache[uri]
 
     def _download(self, uri: str) -> str:
         try:

@@ -259,6 +259,17 @@ def test_a_tolerant_policy_accepts_only_an_unavailable_list(site: Site) -> None:
     )
 
 
+def test_a_forged_list_served_once_is_not_kept(site: Site) -> None:
+    """A forged list served once (a hijacked status host, a man in the middle) must not be
+    cached for the ttl it claims: once the genuine list is back, verdicts use it."""
+    case = SETUPS["status_list_signature_invalid"](site, "poisoned-once")
+    verdict = site.verify(case.credential)
+    assert verdict["reason"] == "status_list_signature_invalid"
+    uri = _list_uri(site, "poisoned-once")
+    site.publish(uri, site.city.status_token(uri))
+    assert site.verify(case.credential)["result"] == "valid"
+
+
 def test_a_status_uri_outside_the_base_is_never_fetched(site: Site) -> None:
     hits = site.deployment.status.hits
     case = SETUPS["status_uri_outside_accredited_base"](site, "never-fetched")
