@@ -21,7 +21,7 @@ from civic.errors import MalformedError, VerificationError
 
 _EXPLORE = os.environ.get("CIVIC_FUZZ_EXAMPLES", "").strip()
 EXPLORING = bool(_EXPLORE)
-EXAMPLES_PER_TARGET = int(_EXPLORE) if EXPLORING else 250
+EXAMPLES_PER_TARGET = int(_EXPLORE) if EXPLORING else 200
 
 settings.register_profile(
     "civic-fuzz",

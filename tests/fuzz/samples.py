@@ -14,7 +14,7 @@ from typing import Any
 from civic.checkpoint import Checkpoint, CosignatureSigner, sign_checkpoint
 from civic.clock import FixedClock
 from civic.encoding import b64url_decode, b64url_encode, json_dumps, json_loads
-from civic.jose import PrivateKey
+from civic.jose import PrivateKey, Signer
 from civic.logsync import export_bundle
 from civic.note import NoteSigner, sign_note
 from civic.qr import pack
@@ -61,7 +61,7 @@ SUBJECT = {
 }
 
 
-def sign_raw(header: Any, payload: bytes, key: PrivateKey) -> str:
+def sign_raw(header: Any, payload: bytes, key: Signer) -> str:
     """A compact JWS over any header and payload (``alg`` as given, even a wrong one)."""
     encoded_header = json_dumps(header).encode("utf-8", "surrogatepass")
     signing_input = b64url_encode(encoded_header) + "." + b64url_encode(payload)

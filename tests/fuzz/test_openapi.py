@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -30,10 +32,15 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from civic.clock import FixedClock
+from civic.encoding import json_dumps, json_dumps_canonical, json_loads
+from civic.qr import pack
+from civic.trust import EVENT_TYP
 from issuer.testing import LocalIssuer
 from registry.app import create_app as create_registry_app
 from registry.settings import RegistrySettings, load_runtime
 from tests.fuzz.harness import EXAMPLES, EXPLORING
+from tests.fuzz.mutate import mutated_json, mutated_text
+from tests.fuzz.samples import sign_raw
 from tests.services.registry_harness import (
     RegistryFiles,
     ThreadServer,
@@ -48,7 +55,7 @@ from verifier.app import build_services
 from verifier.app import create_app as create_verifier_app
 from verifier.settings import load_runtime as load_verifier_runtime
 
-OPENAPI_EXAMPLES = int(os.environ.get("CIVIC_FUZZ_API_EXAMPLES", "0")) or (200 if EXPLORING else 30)
+OPENAPI_EXAMPLES = int(os.environ.get("CIVIC_FUZZ_API_EXAMPLES", "0")) or (200 if EXPLORING else 25)
 API = settings(
     max_examples=OPENAPI_EXAMPLES,
     deadline=None,
@@ -114,6 +121,7 @@ class Service:
     url: str
     headers: dict[str, str]
     protected: set[str] = field(default_factory=set)  # "METHOD /path" needing credentials
+    context: Any = None  # what the service was built from (registry files, verifier deployment)
 
     def schema(self) -> Any:
         document = copy.deepcopy(self.app.openapi())
@@ -152,7 +160,7 @@ def registry_service(registry_files: RegistryFiles) -> Iterator[Service]:
         assert added.status_code == 201, added.text
         wait_for_checkpoint(server.url, 1)
         headers = {"Authorization": f"Bearer {registry_files.admin_token}"}
-        yield Service("registry", app, server.url, headers, {"POST /entries"})
+        yield Service("registry", app, server.url, headers, {"POST /entries"}, registry_files)
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +199,8 @@ def verifier_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servi
     }
     try:
         with AppServer(app, deployment.port):
-            yield Service(
-                "verifier", app, deployment.url, {"Authorization": f"Bearer {API_KEY}"}, protected
-            )
+            headers = {"Authorization": f"Bearer {API_KEY}"}
+            yield Service("verifier", app, deployment.url, headers, protected, deployment)
     finally:
         deployment.close()
 
@@ -276,3 +283,65 @@ def test_verifier_api(verifier_service: Service) -> None:
 
 def test_verifier_api_without_credentials(verifier_service: Service) -> None:
     _fuzz_operations(verifier_service, authenticated=False, protected_only=True)
+
+
+# --- valid requests, mutated: deeper than a schema can describe -----------------------------
+
+MUTATED = settings(API, max_examples=OPENAPI_EXAMPLES * 4)
+
+
+def _no_server_error(answer: httpx.Response) -> None:
+    assert answer.status_code < 500, answer.text
+    if answer.status_code >= 400:
+        assert set(answer.json()) == {"error", "detail"}, answer.text
+
+
+def test_registry_entries_resigned_after_mutation(registry_service: Service) -> None:
+    """Mutated events signed by the governance quorum: the sequencer's checks, over HTTP."""
+    files: RegistryFiles = registry_service.context
+    keys = files.governance_keys()
+    valid = json_loads(issuer_key_add(files, kid="fuzz").leaf_bytes())["event"]
+
+    @MUTATED
+    @given(mutated_json(valid))
+    def run(event: Any) -> None:
+        EXAMPLES["openapi registry POST /entries (re-signed mutations)"] += 1
+        payload = json_dumps_canonical(event).encode("utf-8", "surrogatepass")
+        signatures = [
+            sign_raw({"alg": key.alg, "kid": kid, "typ": EVENT_TYP}, payload, key)
+            for kid, key in keys
+        ]
+        body = b'{"event":' + payload + b',"signatures":' + json_dumps(signatures).encode() + b"}"
+        _no_server_error(post_entry(registry_service.url, files.admin_token, body))
+
+    run()
+
+
+def test_verifier_verify_mutated_presentations(verifier_service: Service) -> None:
+    """A valid presentation for a fresh nonce, mutated, plain and QR-packed, to POST /verify."""
+    deployment: Deployment = verifier_service.context
+    city = deployment.city
+    with httpx.Client(timeout=30, headers=verifier_service.headers) as client:
+        challenge = client.post(f"{verifier_service.url}/challenges")
+        assert challenge.status_code == 201, challenge.text
+        nonce = challenge.json()["nonce"]
+        presentation = city.present(city.issue(), nonce=nonce, at=city.now)
+
+        @MUTATED
+        @given(
+            st.sampled_from([presentation, pack(presentation)]).flatmap(mutated_text),
+            st.sampled_from(["bar-entry", "pharmacy"]),
+        )
+        def run(text: str, policy: str) -> None:
+            EXAMPLES["openapi verifier POST /verify (mutated presentations)"] += 1
+            body = {"policy": policy, "nonce": nonce, "presentation": text}
+            answer = client.post(
+                f"{verifier_service.url}/verify",
+                content=json_dumps(body).encode("utf-8", "surrogatepass"),
+                headers={"Content-Type": "application/json"},
+            )
+            _no_server_error(answer)
+            if answer.status_code == 200:
+                assert answer.json()["result"] in ("valid", "invalid", "undetermined")
+
+        run()
