@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test lint bench clean
+.PHONY: demo up test lint bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Longer, randomized fuzzing than the bounded sweep `make test` runs (tests/fuzz/harness.py):
+# CIVIC_FUZZ_EXAMPLES examples per parser target, 200 requests per API operation and mode.
+fuzz: $(STAMP)
+	CIVIC_FUZZ_EXAMPLES=$${CIVIC_FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q tests/fuzz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
