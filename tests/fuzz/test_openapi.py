@@ -5,8 +5,11 @@ in-process from ``app.openapi()`` and the app is served on a loopback port. Oper
 read a raw body (the schema cannot describe it from the route) get a request body from
 :data:`BODIES`, so that the fuzzer sends one. Every response must not be a server error,
 must have a declared status code, and must match its declared schema. Admin and staff
-operations run twice: without credentials (always 401) and with a valid key, which lets the
-fuzzed input reach the code behind the authentication.
+operations run twice: without credentials (401, or the framework's refusal of a body it cannot
+parse) and with a valid key, which lets the fuzzed input reach the code behind the
+authentication. The issuer's wallet endpoints (token, nonce, credential) are plain Starlette
+routes outside the OpenAPI document; :data:`WALLET_PATHS` describes them for the fuzzer, with
+OAuth error bodies left undescribed (only the no-server-error check applies to them).
 """
 
 from __future__ import annotations
@@ -64,7 +67,6 @@ API = settings(
 )
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
-_JSON_OBJECT: dict[str, Any] = {"type": "object"}
 # Request bodies of the operations that read them raw, by "METHOD /path".
 BODIES: dict[str, tuple[str, dict[str, Any]]] = {
     "POST /entries": (
@@ -114,6 +116,60 @@ BODIES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+_OAUTH_ANSWER = {"default": {"description": "An OAuth answer or error"}}
+WALLET_PATHS: dict[str, Any] = {
+    "/token": {
+        "post": {
+            "requestBody": {
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "grant_type": {
+                                    "enum": [
+                                        "urn:ietf:params:oauth:grant-type:pre-authorized_code",
+                                        "authorization_code",
+                                    ]
+                                },
+                                "pre-authorized_code": {"type": "string"},
+                                "tx_code": {"type": "string"},
+                            },
+                        }
+                    }
+                }
+            },
+            "responses": _OAUTH_ANSWER,
+        }
+    },
+    "/nonce": {"post": {"responses": _OAUTH_ANSWER}},
+    "/credential": {
+        "post": {
+            "parameters": [{"name": "Authorization", "in": "header", "schema": {"type": "string"}}],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "credential_configuration_id": {"type": "string"},
+                                "proofs": {
+                                    "type": "object",
+                                    "properties": {
+                                        "jwt": {"type": "array", "items": {"type": "string"}}
+                                    },
+                                },
+                            },
+                        }
+                    }
+                }
+            },
+            "responses": _OAUTH_ANSWER,
+        }
+    },
+}
+
+
 @dataclass
 class Service:
     name: str
@@ -125,6 +181,8 @@ class Service:
 
     def schema(self) -> Any:
         document = copy.deepcopy(self.app.openapi())
+        if self.name == "issuer":
+            document["paths"].update(copy.deepcopy(WALLET_PATHS))
         for path, operations in document["paths"].items():
             for method, operation in operations.items():
                 body = BODIES.get(f"{method.upper()} {path}")
