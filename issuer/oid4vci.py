@@ -380,7 +380,7 @@ def verify_key_proof(token: str, *, audience: str, now: int, max_age: int, skew:
     header = jws.header
     if header.get("typ") != PROOF_TYP:
         raise _invalid_proof("the proof typ is not openid4vci-proof+jwt", ReasonCode.TYP_MISMATCH)
-    if header.get("alg") not in ALGORITHMS:
+    if not isinstance(header.get("alg"), str) or header["alg"] not in ALGORITHMS:
         raise _invalid_proof("the proof algorithm is not supported", ReasonCode.ALG_NOT_ALLOWED)
     if "kid" in header or "x5c" in header or "trust_chain" in header:
         raise _invalid_proof("the holder key must be given as jwk only", ReasonCode.MALFORMED_JWK)

@@ -11,6 +11,7 @@ from civic.encoding import json_dumps, json_loads
 from civic.errors import MalformedError, ReasonCode, VerificationError
 from civic.jose import verify_jws
 from civic.trust import EVENT_TYP, parse_entry
+from issuer.oid4vci import PROOF_TYP, OAuthError, verify_key_proof
 from issuer.testing import LocalIssuer
 from tests.fuzz import samples
 
@@ -66,3 +67,15 @@ def test_issuer_admin_list_with_an_offset_beyond_sql_integers_is_a_400(
         )
         assert largest.status_code == 200, largest.text
         assert largest.json()["credentials"] == []
+
+
+@pytest.mark.parametrize("alg", [[], {"EdDSA": 1}])
+def test_key_proof_with_an_unhashable_alg_is_an_invalid_proof(alg: object) -> None:
+    header = {"alg": alg, "typ": PROOF_TYP, "jwk": samples.HOLDER_KEY.public_key.to_jwk()}
+    claims = {"aud": "https://issuer.example", "iat": samples.NOW, "nonce": "n-1"}
+    proof = samples.sign_json(header, claims, samples.HOLDER_KEY)
+    with pytest.raises(OAuthError) as info:
+        verify_key_proof(
+            proof, audience="https://issuer.example", now=samples.NOW, max_age=300, skew=60
+        )
+    assert (info.value.error, info.value.reason) == ("invalid_proof", ReasonCode.ALG_NOT_ALLOWED)
