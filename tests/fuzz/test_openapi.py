@@ -1,7 +1,7 @@
 """schemathesis against the OpenAPI of each service: registry, witness, issuer, verifier.
 
-The services do not publish their OpenAPI documents (``openapi_url=None``); the schema is taken
-in-process from ``app.openapi()`` and the app is served on a loopback port. Operations that
+The registry, witness and issuer do not publish their OpenAPI documents (``openapi_url=None``):
+every schema is taken in-process from ``app.openapi()``, and the app served on a loopback port. Operations that
 read a raw body (the schema cannot describe it from the route) get a request body from
 :data:`BODIES`, so that the fuzzer sends one. Every response must not be a server error,
 must have a declared status code, and must match its declared schema. Admin and staff
