@@ -187,3 +187,13 @@ def packed_presentation() -> str:
 
 def policy_text(name: str) -> str:
     return (POLICIES / name).read_text("utf-8")
+
+
+@cache
+def grown_world() -> tuple[World, Any]:
+    """A log that grew from three entries (a client's snapshot) to five since."""
+    built = World("fuzz-grown")
+    built.grow(3)
+    previous = built.sync()
+    built.grow(2)
+    return built, previous

@@ -17,7 +17,7 @@ from civic.checkpoint import (
 )
 from civic.encoding import json_dumps, json_dumps_canonical, json_loads
 from civic.errors import CivicError
-from civic.logsync import verify_bundle
+from civic.logsync import sync, verify_bundle
 from civic.note import NoteVerifier, decode_vkey, open_note, parse_unverified_note, sign_note
 from civic.trust import EVENT_TYP, GovernanceConfig, SignedEntry, TrustState, parse_entry
 from civic.witness import (
@@ -267,3 +267,40 @@ def test_bundle_mutated_text(text: str) -> None:
 @fuzz(mutated_bytes(samples.bundle()["checkpoint"].encode(), seps="\n"))
 def test_bundle_mutated_checkpoint(note: bytes) -> None:
     _check_bundle({**samples.bundle(), "checkpoint": note.decode("utf-8", "surrogateescape")})
+
+
+# --- client sync against a hostile log ------------------------------------------------------
+
+
+class _Hostile:
+    """The grown log's LogSource, serving a changed checkpoint, leaves or proof."""
+
+    def __init__(self, note: bytes, leaves: list[bytes], proof: list[bytes]) -> None:
+        self.note, self.leaves, self.proof = note, leaves, proof
+
+    def checkpoint(self) -> bytes:
+        return self.note
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        return self.leaves[start:end]
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        return self.proof
+
+
+@fuzz(st.data())
+def test_sync_from_a_hostile_log(data: st.DataObject) -> None:
+    world, previous = samples.grown_world()
+    note, leaves = world.log.checkpoint(), list(world.log.leaves)
+    proof = world.log.consistency_proof(previous.size, len(leaves))
+    target = data.draw(st.sampled_from(["note", "leaf", "proof"]))
+    if target == "note":
+        note = data.draw(mutated_bytes(note, seps="\n"))
+    elif target == "leaf":
+        index = data.draw(st.integers(0, len(leaves) - 1))
+        leaves[index] = data.draw(mutated_bytes(leaves[index], seps=",:"))
+    else:
+        proof = data.draw(st.lists(st.sampled_from(proof) | st.binary(max_size=40), max_size=6))
+    source = _Hostile(note, leaves, proof)
+    for start in (None, previous):
+        civic_only(sync, source, world.config, start, world.clock, page_size=2)

@@ -1,10 +1,10 @@
 """schemathesis against the OpenAPI of each service: registry, witness, issuer, verifier.
 
 The registry, witness and issuer do not publish their OpenAPI documents (``openapi_url=None``):
-every schema is taken in-process from ``app.openapi()``, and the app served on a loopback port. Operations that
-read a raw body (the schema cannot describe it from the route) get a request body from
-:data:`BODIES`, so that the fuzzer sends one. Every response must not be a server error,
-must have a declared status code, and must match its declared schema. Admin and staff
+every schema is taken in-process from ``app.openapi()``, and the app served on a loopback
+port. Operations that read a raw body (the schema cannot describe it from the route) get a
+request body from :data:`BODIES`, so that the fuzzer sends one. Every response must not be a
+server error, must have a declared status code, and must match its declared schema. Admin and staff
 operations run twice: without credentials (401, or the framework's refusal of a body it cannot
 parse) and with a valid key, which lets the fuzzed input reach the code behind the
 authentication. The issuer's wallet endpoints (token, nonce, credential) are plain Starlette
