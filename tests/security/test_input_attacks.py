@@ -300,11 +300,6 @@ CASES: tuple[Case, ...] = (
 ATTACKS = attacks_of(CASES)
 
 
-@pytest.fixture(scope="module")
-def scene() -> Scene:
-    return Scene.create()
-
-
 def test_the_builders_leave_honest_input_valid(scene: Scene) -> None:
     parts: Parts = scene.parts()
     for text in (pack(scene.valid()), scene.assemble(parts.payload, parts.encoded("age_over_19"))):

@@ -350,11 +350,6 @@ CASES: tuple[Case, ...] = (
 ATTACKS = attacks_of(CASES)
 
 
-@pytest.fixture(scope="module")
-def scene() -> Scene:
-    return Scene.create()
-
-
 def test_the_scene_signs_valid_presentations(scene: Scene) -> None:
     for text in honest_texts(scene):
         verdict = verify_core(scene, text)

@@ -241,11 +241,6 @@ CASES: tuple[Case, ...] = (
 ATTACKS = attacks_of(CASES)
 
 
-@pytest.fixture(scope="module")
-def scene() -> Scene:
-    return Scene.create()
-
-
 def test_a_rebound_kb_jwt_verifies_when_nothing_is_wrong(scene: Scene) -> None:
     verdict = verify_core(scene, rebind(scene, scene.valid()))
     assert verdict.result is Result.VALID, verdict.to_json()

@@ -306,11 +306,6 @@ CASES: tuple[Case, ...] = (
 ATTACKS = attacks_of(CASES)
 
 
-@pytest.fixture(scope="module")
-def scene() -> Scene:
-    return Scene.create()
-
-
 def test_holder_and_issuer_edits_verify_when_nothing_is_wrong(scene: Scene) -> None:
     """The builders' machinery alone breaks nothing: a rebound presentation of the issued JWS
     and a re-signed payload are both valid."""
