@@ -53,6 +53,7 @@ from tests.services.registry_harness import (
     wait_for,
     wait_for_checkpoint,
 )
+from tests.services.test_registry import _raw_entry as signed_without_checks
 from tests.services.verifier_deploy import AppServer, Deployment
 from tests.unit.test_logsync import ORIGIN, Tampered, World
 from tests.unit.test_trust import ISSUER as CORE_ISSUER
@@ -410,10 +411,7 @@ def _raw_http_entry(files: RegistryFiles, signers: Any = None, **changes: Any) -
         not_after=NOT_AFTER,
     )
     event.update(changes)
-    payload = json_dumps_canonical(event).encode()
-    keys = files.governance_keys() if signers is None else signers
-    tokens = [sign_jws({"typ": EVENT_TYP, "kid": kid}, payload, key) for kid, key in keys]
-    return {"event": event, "signatures": tokens}
+    return signed_without_checks(files, event, signers)
 
 
 def _replayed(r: Registry) -> SignedEntry:
