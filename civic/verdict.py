@@ -78,6 +78,7 @@ from civic.sdjwtvc import (
 )
 from civic.statuslist import (
     Status,
+    StatusReference,
     VerifiedStatusList,
     parse_status_claim,
     status_of,
@@ -484,14 +485,7 @@ class _Run:
             return
         key = credential.key
         try:
-            reference = parse_status_claim(
-                claim, unsafe_allow_http_loopback=key.status_base_url.startswith("http://")
-            )
-            if not status_uri_within(reference.uri, key.status_base_url):
-                raise VerificationError(
-                    ReasonCode.STATUS_URI_NOT_ACCREDITED,
-                    "status list URI outside the issuer's accredited status base URL",
-                )
+            reference = accredited_status_reference(claim, key.status_base_url)
         except CivicError as error:
             self.record("status", Outcome.FAILED, error.reason, query)
             credential.stopped = True
@@ -550,6 +544,20 @@ class _Run:
         assert credential.header is not None and credential.claims is not None
         subject = {k: v for k, v in credential.claims.items() if k not in REGISTERED_CLAIMS}
         validate_claims(credential.header.vct, subject, partial=True)
+
+
+def accredited_status_reference(claim: object, status_base_url: str) -> StatusReference:
+    """A credential's ``status`` claim, parsed and held to the status base URL its issuer key
+    is accredited with (plain http only where that base is itself http, i.e. loopback)."""
+    reference = parse_status_claim(
+        claim, unsafe_allow_http_loopback=status_base_url.startswith("http://")
+    )
+    if not status_uri_within(reference.uri, status_base_url):
+        raise VerificationError(
+            ReasonCode.STATUS_URI_NOT_ACCREDITED,
+            "status list URI outside the issuer's accredited status base URL",
+        )
+    return reference
 
 
 def status_uri_within(uri: str, base: str) -> bool:

@@ -40,9 +40,8 @@ from civic.errors import CivicError, MalformedError, ReasonCode, UsageError, Ver
 from civic.jose import Alg, PrivateKey, sign_jwt
 from civic.sdjwt import holder_key_of, parse_sd_jwt
 from civic.sdjwtvc import VC_TYP, credential_header, verify_credential
-from civic.statuslist import parse_status_claim
 from civic.trust import IssuerKey, TrustState
-from civic.verdict import status_uri_within
+from civic.verdict import accredited_status_reference
 from wallet_cli.http import Http, check_service_url, error_summary
 
 OFFER_SCHEME: Final = "openid-credential-offer"
@@ -372,14 +371,7 @@ def verify_issued(
     validate_claims(vct, subject)
     status = parsed.payload.get("status")
     if status is not None:
-        reference = parse_status_claim(
-            status, unsafe_allow_http_loopback=key.status_base_url.startswith("http://")
-        )
-        if not status_uri_within(reference.uri, key.status_base_url):
-            raise VerificationError(
-                ReasonCode.STATUS_URI_NOT_ACCREDITED,
-                "the status list is outside the issuer's accredited status base URL",
-            )
+        accredited_status_reference(status, key.status_base_url)
     return VerifiedCopy(
         sd_jwt=text,
         holder_thumbprint=thumbprint,

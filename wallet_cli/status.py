@@ -17,12 +17,11 @@ from civic.sdjwt import parse_sd_jwt
 from civic.sdjwtvc import credential_header
 from civic.statuslist import (
     Status,
-    parse_status_claim,
     status_of,
     verify_status_list_token,
 )
 from civic.trust import TrustState
-from civic.verdict import status_uri_within
+from civic.verdict import accredited_status_reference
 from wallet_cli.http import Http, error_summary
 
 
@@ -58,11 +57,7 @@ def copy_status(
     if claim is None:
         return CopyStatus("valid", "no status list")
     try:
-        reference = parse_status_claim(
-            claim, unsafe_allow_http_loopback=key.status_base_url.startswith("http://")
-        )
-        if not status_uri_within(reference.uri, key.status_base_url):
-            raise VerificationError(ReasonCode.STATUS_URI_NOT_ACCREDITED, "outside the base URL")
+        reference = accredited_status_reference(claim, key.status_base_url)
     except CivicError as error:
         return CopyStatus("invalid", error.reason.value)
     try:
