@@ -61,7 +61,7 @@ from issuer.testing import free_loopback_port
 from registry.app import create_app as create_registry_app
 from registry.settings import RegistrySettings
 from registry.settings import load_runtime as load_registry_runtime
-from tests.services.registry_harness import ThreadServer, init_registry, wait_for
+from tests.services.registry_harness import ThreadServer, init_registry, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
@@ -207,12 +207,7 @@ def serving(issuer: IssuerUnderTest, workers: int) -> Iterator[subprocess.Popen[
         wait_for(ready, 60, "civic-issuer serve to answer")
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=40)
         log.close()
 
 
@@ -602,12 +597,7 @@ def acapy_signing(workdir: Path) -> dict[str, Any]:
             "server_cpu_ms_per_sign": round(1000 * cpu / result.done, 1) if result.done else None,
         }
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)
 
 
 # --- the report ------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from fastapi.responses import JSONResponse
 from bench.harness import write_report
 from civic.encoding import b64url_decode
 from civic.qr import is_packed, unpack
+from tests.services.registry_harness import stop_process
 
 if TYPE_CHECKING:
     from tests.services.verifier_deploy import Deployment
@@ -248,13 +249,9 @@ class Uvicorn:
 
     def __exit__(self, *_exc: object) -> None:
         for process in self._processes:
-            process.terminate()
+            process.terminate()  # all at once; each is then waited for, and killed if need be
         for process in self._processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=20)
+            stop_process(process, timeout=20)
 
 
 def serve(target: str, port: int, *, factory: bool) -> None:
@@ -463,12 +460,7 @@ class AcaPy:
 
     def __exit__(self, *_exc: object) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=30)
+            stop_process(self._process, timeout=30)
 
 
 def acapy_sanity(url: str, body: str) -> None:

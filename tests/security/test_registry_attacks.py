@@ -32,7 +32,7 @@ from civic.jose import PrivateKey, sign_jws
 from civic.logsync import LogSource, MemoryLog, TrustSnapshot, export_bundle, sync, verify_bundle
 from civic.merkle import MerkleTree, leaf_hash
 from civic.note import NoteSigner, sign_note
-from civic.trust import EVENT_TYP, SignedEntry, new_event, sign_event
+from civic.trust import EVENT_TYP, SignedEntry, sign_event
 from registry.app import create_app
 from registry.client import HttpLogSource, log_config_from_json
 from registry.settings import RegistrySettings, load_runtime
@@ -40,9 +40,6 @@ from tests.security import Attack
 from tests.security.verifier_site import IssuerKeys, Site, no_5xx, running_site
 from tests.services.registry_harness import (
     ISSUER,
-    NOT_AFTER,
-    STATUS_BASE,
-    VCT,
     RegistryFiles,
     ThreadServer,
     init_registry,
@@ -53,6 +50,7 @@ from tests.services.registry_harness import (
     wait_for,
     wait_for_checkpoint,
 )
+from tests.services.test_registry import _issuer_event as issuer_event
 from tests.services.test_registry import _raw_entry as signed_without_checks
 from tests.services.verifier_deploy import AppServer, Deployment
 from tests.unit.test_logsync import ORIGIN, Tampered, World
@@ -400,18 +398,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 def _raw_http_entry(files: RegistryFiles, signers: Any = None, **changes: Any) -> dict[str, Any]:
-    event = new_event(
-        "issuer.key.add",
-        issuer=ISSUER,
-        kid=uuid.uuid4().hex,
-        jwk=PrivateKey.generate().public_key,
-        vct=[VCT],
-        status_base_url=STATUS_BASE,
-        not_before=0,
-        not_after=NOT_AFTER,
-    )
-    event.update(changes)
-    return signed_without_checks(files, event, signers)
+    return signed_without_checks(files, issuer_event(**changes), signers)
 
 
 def _replayed(r: Registry) -> SignedEntry:

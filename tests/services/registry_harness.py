@@ -145,6 +145,16 @@ def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> 
         time.sleep(0.05)
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 def checkpoint_size(base_url: str) -> int:
     response = httpx.get(base_url + "/checkpoint", timeout=10)
     if response.status_code != 200:
@@ -238,12 +248,7 @@ class ProcessServer:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=15)
+            stop_process(self._process)
             self._process = None
 
     def __enter__(self) -> ProcessServer:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services.registry_harness import ROOT, wait_for
+from tests.services.registry_harness import ROOT, stop_process, wait_for
 from tests.services.verifier_deploy import Deployment
 
 WORKERS = 2
@@ -50,12 +50,7 @@ def serving(tmp_path: Path) -> Iterator[str]:
         wait_for(ready, 60, "civic-verifier serve")
         yield deployment.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
+        stop_process(process, timeout=20)
         deployment.close()
 
 

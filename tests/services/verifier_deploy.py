@@ -26,7 +26,7 @@ from civic.credentials import RESIDENCY_VCT, VACCINATION_VCT, YOUTH_ALLOWANCE_VC
 from civic.encoding import json_dumps
 from civic.jose import verify_jws
 from civic_service.config import token_sha256_hex, write_private_file
-from tests.services.registry_harness import ROOT, free_port, wait_for
+from tests.services.registry_harness import ROOT, free_port, stop_process, wait_for
 from tests.unit.verifier_city import CLIENT_ID, City
 from verifier.settings import VerifierSettings
 
@@ -211,12 +211,7 @@ class VerifierProcess:
 
     def __exit__(self, *_exc: object) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=15)
+            stop_process(self._process)
 
 
 STAFF = {"Authorization": f"Bearer {API_KEY}"}
