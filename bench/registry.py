@@ -8,6 +8,9 @@
    node reads per proof (O(log n): one batched SELECT). The peer is the in-memory node store.
 3. A fresh client syncing 100,000 entries: checkpoint + witness quorum, every entry fetched,
    the root recomputed and every governance signature checked while folding the trust state.
+   By default the signatures go to checker processes (civic.sigcheck) while the calling thread
+   parses and folds; ``inline`` does everything on one thread. The peer is the bare cost of
+   the log's Ed25519 verifications on one core.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import random
+import resource
 import statistics
 import tempfile
 import time
@@ -170,10 +174,11 @@ def _verify_floor(count: int) -> float:
 
 
 def fresh_sync() -> dict[str, Any]:
-    """Sync 100,000 entries from scratch: with the default signature workers, then inline.
+    """Sync 100,000 entries from scratch: with the default signature checkers, then inline.
 
-    CPU time is the process's (every thread), and the floor (bare verifications) is measured
-    in the same run: the machine is shared, so only figures taken together compare.
+    CPU time is the process's (every thread) plus its checker processes', and the floor (bare
+    verifications) is measured in the same run: the machine is shared, so only figures taken
+    together compare.
     """
     governance_key = PrivateKey.from_ed25519_seed(bytes(32))
     governance = GovernanceConfig({"gov-1": governance_key.public_key}, quorum=1)
@@ -208,14 +213,18 @@ def fresh_sync() -> dict[str, Any]:
         governance=governance,
     )
     assert vkey
-    # civic.trust's default: one thread per further CPU, at most 7.
+    # civic.trust's default: one checker per further CPU, at most 7.
     workers = max(0, min(7, (os.cpu_count() or 1) - 1))
+
+    def cpu_seconds() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
 
     def timed(workers: int) -> dict[str, Any]:
         gc.collect()
-        started, cpu_started = time.perf_counter(), time.process_time()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         snapshot = sync(log, config, None, now=clock, workers=workers)
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
         assert snapshot.size == SYNC_ENTRIES
         return {
             "workers": workers,

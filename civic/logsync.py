@@ -394,7 +394,9 @@ def _fetch_and_fold(
     stream = _LeafStream(fetch, state, checkpoint.size, page_size, retained)
     fold_error: CivicError | None = None
     try:
-        state = state._apply_many(stream.entries(), workers, stream.folded_range)
+        state = state._apply_many(
+            stream.entries(), workers, stream.folded_range, checkpoint.size - state.size
+        )
     except CivicError as error:
         if stream.failure is not None:
             raise stream.failure from None

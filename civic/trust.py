@@ -26,10 +26,11 @@ Decisions the document leaves open, taken here:
   maps are small persistent hash tries. Both :meth:`TrustState.apply` and
   :meth:`TrustState.apply_many` fold through one private, mutable builder that holds every
   check once; ``apply_many`` builds no intermediate states and merges its new map items into
-  the tries in one pass at the end. Folding is dominated by the Ed25519 checks, so
-  ``apply_many`` takes a chunk of entries at a time, checks its signatures on every thread at
-  once (libsodium releases the GIL; no Python work runs meanwhile, or threads leaving C would
-  queue behind it for the GIL), then folds the chunk in order.
+  the tries in one pass at the end. Folding is dominated by the Ed25519 checks. A small fold
+  takes a chunk of entries at a time, checks its signatures on every thread at once (libsodium
+  releases the GIL; no Python work runs meanwhile, or threads leaving C would queue behind it
+  for the GIL), then folds the chunk in order. A large one (a fresh sync) sends batches to
+  checker processes (civic.sigcheck) and parses and folds while they check.
 - Leaves are parsed with the strict JSON parser and proven canonical by re-encoding the event
   (through the C encoder :func:`civic.encoding.json_dumps_canonical` ends in, set up once),
   except the commonest one, ``issuer.key.add`` with a bare JWK: one pattern that admits only
@@ -40,7 +41,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -67,6 +69,7 @@ from civic.jose import (
     sign_jws,
 )
 from civic.merkle import EMPTY_ROOT, leaf_hash, node_hash
+from civic.sigcheck import Checkers
 
 EVENT_TYP = "civic-registry-event+jwt"
 """The ``typ`` of every governance signature over an event."""
@@ -1133,6 +1136,18 @@ def compact_range_root(compact_range: Sequence[bytes]) -> bytes:
 _CHUNK = 256
 """Entries whose signatures are checked together, on every thread at once."""
 
+_PROCESS_CHUNK = 1024
+"""Entries per batch sent to the checker processes (a batch is about a megabyte to pickle)."""
+
+_PROCESS_MIN_ENTRIES = 8192
+"""Folds of fewer entries check signatures on threads. A checker process costs a fraction of a
+second to start (a fresh interpreter importing the crypto libraries); it pays back only when the
+checks it takes off the folding thread cost more than that."""
+
+_PIPELINE_DEPTH = 2
+"""Batches in the checker processes while this thread parses and folds: one would leave them
+idle while this thread catches up on a slow batch."""
+
 
 def _verify_signature(key: PublicKey, signature: _Signature) -> bool:
     return key.alg == signature.alg and key.verify(signature.signing_input, signature.signature)
@@ -1152,11 +1167,30 @@ class _Checked:
     """Outcomes of a chunk's signatures checked ahead of folding, for :class:`_Folding`.
 
     ``outcomes`` follows the chunk's entries in order and, within each, its signatures whose
-    kid is in ``keys`` (the governance keys when the chunk was checked), in order.
+    kid is in ``keys`` (the governance keys when the chunk was checked), in order. An empty
+    ``keys`` checked nothing ahead: folding then checks every signature itself.
     """
 
     keys: Mapping[str, PublicKey]
     outcomes: list[bool]
+
+
+_NOTHING_CHECKED = _Checked({}, [])
+
+
+def _signature_tasks(
+    chunk: Sequence[SignedEntry], keys: Mapping[str, PublicKey]
+) -> list[tuple[PublicKey, _Signature]]:
+    """The chunk's signatures by ``keys``, in :class:`_Checked` order. Items that are not
+    entries are skipped here; folding rejects them in their turn."""
+    tasks: list[tuple[PublicKey, _Signature]] = []
+    for entry in chunk:
+        if isinstance(entry, SignedEntry):
+            for signature in entry._signatures:
+                key = keys.get(signature.kid)
+                if key is not None:
+                    tasks.append((key, signature))
+    return tasks
 
 
 def _preverify(
@@ -1168,16 +1202,9 @@ def _preverify(
     """Check the chunk's signatures by ``keys`` on the pool's threads and this one.
 
     Each thread spends nearly all its time inside libsodium, which releases the GIL, so the
-    threads do not queue for it (they would behind a thread running Python code). Items that
-    are not entries are skipped here; folding rejects them in their turn.
+    threads do not queue for it (they would behind a thread running Python code).
     """
-    tasks: list[tuple[PublicKey, _Signature]] = []
-    for entry in chunk:
-        if isinstance(entry, SignedEntry):
-            for signature in entry._signatures:
-                key = keys.get(signature.kid)
-                if key is not None:
-                    tasks.append((key, signature))
+    tasks = _signature_tasks(chunk, keys)
     step = -(-len(tasks) // (workers + 1)) or 1
     slices = [tasks[i : i + step] for i in range(0, len(tasks), step)]
     futures = [pool.submit(_verify_all, part) for part in slices[1:]]
@@ -1185,6 +1212,24 @@ def _preverify(
     for future in futures:
         outcomes.extend(future.result())
     return _Checked(keys, outcomes)
+
+
+def _send_checks(
+    chunk: Sequence[SignedEntry], keys: Mapping[str, PublicKey], checkers: Checkers
+) -> Callable[[], _Checked]:
+    """Send the chunk's signatures by ``keys`` to ``checkers``; the result gives their
+    :class:`_Checked` once they are done (or nothing checked, should a checker fail)."""
+    checks = [
+        (key.alg, key.raw, signature.alg, signature.signing_input, signature.signature)
+        for key, signature in _signature_tasks(chunk, keys)
+    ]
+    outcomes = checkers.submit(checks)
+
+    def checked() -> _Checked:
+        answer = outcomes()
+        return _NOTHING_CHECKED if answer is None else _Checked(keys, [b == 1 for b in answer])
+
+    return checked
 
 
 class _Folding:
@@ -1571,31 +1616,39 @@ class TrustState:
     ) -> TrustState:
         """Fold entries in order: the same result and errors as chained :meth:`apply`, faster.
 
-        ``entries`` is consumed lazily, a chunk at a time. Each chunk's signatures by the
-        current governance keys are checked on ``workers`` extra threads plus this one
-        (default: one per further CPU, at most 7; 0 checks them inline), then the chunk is
-        folded, looking the outcomes up. Should the governance keys change inside a chunk, an
-        entry signed by a key other than the one checked verifies inline. No intermediate
-        state is built: the new issuers, verifiers and event ids join the persistent maps once,
-        at the end.
+        ``entries`` is consumed lazily, a chunk at a time. The signatures by the current
+        governance keys are checked ahead of folding by ``workers`` helpers (default: one per
+        further CPU, at most 7; 0 checks them inline): for a fold of at least
+        ``_PROCESS_MIN_ENTRIES`` (``entries`` sized, or a log sync that knows its count) they
+        are processes, which check batch after batch while this thread parses and folds;
+        otherwise threads, which check each chunk together with this thread before it is
+        folded. Should the governance keys change inside a chunk, an entry signed by a key
+        other than the one checked verifies inline. No intermediate state is built: the new
+        issuers, verifiers and event ids join the persistent maps once, at the end.
         """
-        return self._apply_many(entries, workers, None)
+        expected = len(entries) if isinstance(entries, Sized) else None
+        return self._apply_many(entries, workers, None, expected)
 
     def _apply_many(
         self,
         entries: Iterable[SignedEntry],
         workers: int | None,
         hashed: Callable[[], tuple[int, tuple[bytes, ...]]] | None,
+        expected: int | None,
     ) -> TrustState:
         """:meth:`apply_many`; ``hashed`` is for a caller that hashes the leaves anyway.
 
         ``hashed()`` gives the tree size and compact range of ``self``'s leaves plus every
         entry taken from ``entries`` (civic.logsync hashes them to check the log's root):
-        the folding then leaves the Merkle hashing to it.
+        the folding then leaves the Merkle hashing to it. ``expected`` is how many entries
+        ``entries`` will give, when known.
         """
         workers = _default_workers() if workers is None else workers
         folding = _Folding(self, hashed)
         iterator = iter(entries)
+        if workers >= 1 and expected is not None and expected >= _PROCESS_MIN_ENTRIES:
+            _fold_pipelined(folding, iterator, workers)
+            return folding.freeze()
         chunk = list(islice(iterator, _CHUNK))
         if workers < 1 or len(chunk) < _CHUNK // 4:
             for entry in chain(chunk, iterator):
@@ -1611,3 +1664,28 @@ class TrustState:
 
     def __repr__(self) -> str:
         return f"TrustState(size={self._size}, root={b64std_encode(self.root)})"
+
+
+def _fold_pipelined(folding: _Folding, entries: Iterator[SignedEntry], workers: int) -> None:
+    """Fold ``entries`` while ``workers`` checker processes (civic.sigcheck) check ahead.
+
+    This thread takes batch k+2 from ``entries`` (parsing it) and folds batch k while the
+    checkers work on batch k+1. Batches are checked with the governance keys current when they
+    were sent; :meth:`_Folding._check_signatures` checks inline any signature whose key has
+    changed since, and every signature of a batch whose checker failed.
+    """
+    ahead: deque[tuple[list[SignedEntry], Callable[[], _Checked]]] = deque()
+    with Checkers(workers) as checkers:
+        while True:
+            while len(ahead) < _PIPELINE_DEPTH:
+                batch = list(islice(entries, _PROCESS_CHUNK))
+                if not batch:
+                    break
+                keys = folding.governance.keys
+                ahead.append((batch, _send_checks(batch, keys, checkers)))
+            if not ahead:
+                return
+            batch, checked = ahead.popleft()
+            folding.expect(checked())
+            for entry in batch:
+                folding.add(entry)

@@ -228,10 +228,17 @@ def test_two_step_sync_equals_one_step(first: int, more: int) -> None:
     assert stepped.compact_range == direct.compact_range
 
 
-def test_threaded_sync_over_pages_and_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("checkers", ["threads", "processes"])
+def test_threaded_sync_over_pages_and_chunks(
+    monkeypatch: pytest.MonkeyPatch, checkers: str
+) -> None:
     # Signature chunks of 8 and pages of 7 never line up; the state's compact range comes from
     # the leaf stream, so it must be the very one a fold computes on its own.
     monkeypatch.setattr(trust, "_CHUNK", 8)
+    monkeypatch.setattr(trust, "_PROCESS_CHUNK", 8)
+    if checkers == "processes":
+        # Every sync counts as large: its signatures go to checker processes.
+        monkeypatch.setattr(trust, "_PROCESS_MIN_ENTRIES", 1)
     world = World("threaded")
     world.grow(12)
     early = world.sync(workers=0)

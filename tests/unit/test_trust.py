@@ -1017,13 +1017,40 @@ def test_entry_text_that_is_not_unicode_is_malformed() -> None:
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Exercise the threaded path without signing a thousand entries.
+    # Exercise the threaded and process paths without signing thousands of entries.
     monkeypatch.setattr(trust, "_CHUNK", 8)
+    monkeypatch.setattr(trust, "_PROCESS_CHUNK", 8)
+
+
+class _CountingCheckers(trust.Checkers):
+    """The real checker processes, counting the batches they answered."""
+
+    answered = 0
+
+    def submit(self, checks: Sequence[Any]) -> Callable[[], bytes | None]:
+        outcomes = super().submit(checks)
+
+        def counted() -> bytes | None:
+            answer = outcomes()
+            _CountingCheckers.answered += answer is not None
+            return answer
+
+        return counted
+
+
+@pytest.fixture(params=["threads", "processes"])
+def signature_checkers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Fold through threads, or through checker processes (every fold large enough)."""
+    if request.param == "processes":
+        monkeypatch.setattr(trust, "_PROCESS_MIN_ENTRIES", 1)
+        monkeypatch.setattr(trust, "Checkers", _CountingCheckers)
+        _CountingCheckers.answered = 0
+    return str(request.param)
 
 
 @pytest.mark.usefixtures("small_chunks")
 @pytest.mark.parametrize("workers", [0, 1, 3])
-def test_apply_many_equals_chained_apply(workers: int) -> None:
+def test_apply_many_equals_chained_apply(workers: int, signature_checkers: str) -> None:
     gov = Governance(n=2, quorum=1, label="many")
     genesis = gov.genesis()
     newcomer = private_key("many/new")
@@ -1039,8 +1066,11 @@ def test_apply_many_equals_chained_apply(workers: int) -> None:
     entries += [gov.issuer_add(f"n{i}", kids=["gov-new"]) for i in range(6)]
     entries += [gov.verifier_add(f"v{i}", verifier=f"https://v{i}.example") for i in range(8)]
     chained = fold(genesis, *entries)
-    batched = genesis.apply_many(iter(entries), workers=workers)
+    # A list is sized: with processes, the fold knows it is large enough for them.
+    batched = genesis.apply_many(list(entries), workers=workers)
     assert batched.to_json() == chained.to_json() and batched.root == chained.root
+    if signature_checkers == "processes" and workers:
+        assert _CountingCheckers.answered == -(-len(entries) // trust._PROCESS_CHUNK)
     # A removed key's signature after the removal fails the same way in both.
     gov.keys["gov-0"] = removed
     stale = gov.issuer_add("late", kids=["gov-0"])
@@ -1055,7 +1085,7 @@ def test_apply_many_equals_chained_apply(workers: int) -> None:
     assert errors[0][1].startswith(f"entry {len(entries)}: ")
 
 
-@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.usefixtures("small_chunks", "signature_checkers")
 def test_apply_many_reports_the_first_bad_signature() -> None:
     gov = Governance(n=1, quorum=1, label="many-bad")
     entries = [gov.issuer_add(f"k{i}") for i in range(20)]
@@ -1068,6 +1098,33 @@ def test_apply_many_reports_the_first_bad_signature() -> None:
     assert caught.value.detail.startswith("entry 13: ")
     with pytest.raises(UsageError):
         gov.genesis().apply_many([*entries[:12], "x"], workers=2)  # type: ignore[list-item]
+
+
+class _DyingCheckers(trust.Checkers):
+    """Checker processes killed as soon as they start: every batch comes back unchecked."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        for child in self._children:
+            child.kill()
+            child.wait()
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_dead_checker_process_costs_time_never_a_wrong_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(trust, "_PROCESS_MIN_ENTRIES", 1)
+    monkeypatch.setattr(trust, "Checkers", _DyingCheckers)
+    gov = Governance(n=1, quorum=1, label="many-dead")
+    entries = [gov.issuer_add(f"k{i}") for i in range(20)]
+    folded = gov.genesis().apply_many(entries, workers=1)
+    assert folded.to_json() == fold(gov.genesis(), *entries).to_json()
+    entries[13] = sign_event(entries[13].to_json()["event"], [("gov-0", private_key("forger"))])
+    with pytest.raises(VerificationError) as caught:
+        gov.genesis().apply_many(entries, workers=1)
+    assert caught.value.reason is ReasonCode.GOVERNANCE_SIGNATURE_INVALID
+    assert caught.value.detail.startswith("entry 13: ")
 
 
 def test_event_ids_use_base64url() -> None:
