@@ -132,9 +132,10 @@ class Checkers:
         environment["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
         self._children: list[subprocess.Popen[bytes]] = []
         self._pending: deque[list[tuple[subprocess.Popen[bytes], int]]] = deque()
-        self.broken = False
+        # An embedded interpreter may have no executable to start: check inline then.
+        self.broken = not sys.executable
         try:
-            for _ in range(count):
+            for _ in range(0 if self.broken else count):
                 self._children.append(
                     subprocess.Popen(
                         [sys.executable, "-m", "civic.sigcheck"],
