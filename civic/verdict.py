@@ -44,11 +44,12 @@ verdict is not ``invalid``; ``repr`` never shows them.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -247,6 +248,30 @@ class Check:
             "credential": self.credential,
         }
 
+    @cached_property
+    def json_text(self) -> str:
+        """:meth:`to_json` as compact JSON text, computed once per (interned) check."""
+        return _JSON_TEXT.encode(self.to_json())
+
+
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""Compact JSON with non-ASCII kept, refusing NaN: what Starlette's JSONResponse writes."""
+
+_interned_checks: dict[tuple[str, Outcome, ReasonCode | None, str | None], Check] = {}
+_MAX_INTERNED_CHECKS = 4096
+
+
+def _check(name: str, outcome: Outcome, reason: ReasonCode | None, query: str | None) -> Check:
+    """``Check(name, outcome, reason, query)``, one shared instance per value: a checklist
+    records the same few checks every time, and a shared check keeps its JSON text."""
+    key = (name, outcome, reason, query)
+    check = _interned_checks.get(key)
+    if check is None:
+        check = Check(name, outcome, reason, query)
+        if len(_interned_checks) < _MAX_INTERNED_CHECKS:  # names and queries come from policies
+            _interned_checks[key] = check
+    return check
+
 
 @dataclass(frozen=True)
 class DisclosedClaim:
@@ -328,6 +353,31 @@ class Verdict:
             "verified_at": self.verified_at,
         }
 
+    def to_json_text(self) -> str:
+        """``to_json()`` as compact JSON text (non-ASCII kept, NaN refused), byte for byte what
+        ``JSONResponse(verdict.to_json())`` sends, with each check's text made once: encoding
+        the whole verdict afresh cost more than some of its checks."""
+        head = _JSON_TEXT.encode(
+            {
+                "result": self.result.value,
+                "reason": self.reason.value if self.reason is not None else None,
+                "policy": {
+                    "id": self.policy_id,
+                    "satisfied": self.policy.satisfied if self.policy is not None else None,
+                    "failed": list(self.policy.failed) if self.policy is not None else [],
+                },
+            }
+        )
+        tail = _JSON_TEXT.encode(
+            {
+                "credentials": [c.to_json() for c in self.credentials],
+                "checkpoint_size": self.checkpoint_size,
+                "verified_at": self.verified_at,
+            }
+        )
+        checks = ",".join([check.json_text for check in self.checks])
+        return f'{head[:-1]},"checks":[{checks}],{tail[1:]}'
+
 
 # --- the checklist ----------------------------------------------------------------------------
 
@@ -375,7 +425,7 @@ class _Run:
     def record(
         self, name: str, outcome: Outcome, reason: ReasonCode | None, query: str | None
     ) -> None:
-        self.checks.append(Check(name, outcome, reason, query))
+        self.checks.append(_check(name, outcome, reason, query))
         if outcome is Outcome.FAILED:
             self.halted = True
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.resources
 import math
 import re
+import threading
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -475,6 +476,10 @@ def validate_claims(vct: str, claims: object, *, partial: bool = False) -> None:
     if "vct" in claims and claims["vct"] != vct:
         raise _schema_invalid("$.vct: does not match the credential type")
     subject = {name: value for name, value in claims.items() if name not in REGISTERED_CLAIMS}
+    shape = _shape(subject, [_MEMO_MAX_NODES])
+    key = (vct, partial, shape) if shape is not None else None
+    if key is not None and key in _known_valid:
+        return
     _screen(subject)
     validator = validators.partial if partial else validators.full
     errors = sorted(
@@ -484,3 +489,54 @@ def validate_claims(vct: str, claims: object, *, partial: bool = False) -> None:
         shown = "; ".join(errors[:MAX_REPORTED_ERRORS])
         more = len(errors) - MAX_REPORTED_ERRORS
         raise _schema_invalid(shown + (f"; and {more} more" if more > 0 else ""))
+    if key is not None:
+        with _known_valid_lock:
+            if len(_known_valid) >= _MEMO_MAX_ENTRIES:
+                del _known_valid[next(iter(_known_valid))]
+            _known_valid[key] = None
+
+
+# Subjects found valid, by exact shape: a verifier sees the same few disclosures (age_over_19
+# true, a region) over and over, and the checks above (NFKC screening, jsonschema) cost more
+# than the SD-JWT around them. The checks are pure functions of (vct, partial, subject), so a
+# subject equal in every value and type gets the same answer; invalid ones are never stored,
+# and their error detail is always computed afresh.
+_MEMO_MAX_ENTRIES: Final = 1024
+_MEMO_MAX_NODES: Final = 64
+_known_valid: dict[tuple[str, bool, object], None] = {}
+_known_valid_lock = threading.Lock()
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+def _shape(node: object, budget: list[int]) -> object:
+    """A hashable stand-in for a JSON value that two values share only if every member name,
+    member order, value and exact type agree (``True`` is not ``1``, ``1.0`` is not ``1``,
+    a tuple or a ``str`` subclass is nothing); None for anything else, or for a value of more
+    than ``budget[0]`` nodes or strings of more than 4 KiB (not worth keeping)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return None
+    kind = type(node)
+    if kind in _SCALARS:
+        if kind is str and len(node) > 4096:  # type: ignore[arg-type]
+            return None
+        return (kind, node)
+    if kind is dict:
+        members: list[object] = [dict]
+        for name, child in node.items():  # type: ignore[attr-defined]
+            if type(name) is not str or len(name) > 4096:
+                return None
+            child_shape = _shape(child, budget)
+            if child_shape is None:
+                return None
+            members += (name, child_shape)
+        return tuple(members)
+    if kind is list:
+        items: list[object] = [list]
+        for child in node:  # type: ignore[attr-defined]
+            child_shape = _shape(child, budget)
+            if child_shape is None:
+                return None
+            items.append(child_shape)
+        return tuple(items)
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -111,7 +112,7 @@ class Counter:
         now: int = NOW,
         consume: Any = None,
     ) -> Verdict:
-        return verify_presentation(
+        verdict = verify_presentation(
             text,
             trust=self.trust,
             status=self.status,
@@ -122,6 +123,11 @@ class Counter:
             now=now,
             status_cache=self.status_cache,
         )
+        # Every verdict of this module, valid or not: the verifier answers with this text.
+        assert verdict.to_json_text() == json.dumps(
+            verdict.to_json(), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
+        return verdict
 
 
 def outcome_of(verdict: Verdict, name: str, credential: str | None = None) -> Outcome:
