@@ -405,6 +405,25 @@ def test_partial_presentations_skip_presence_but_not_types() -> None:
     assert detail == "$: unexpected member (salary)"
 
 
+def test_a_subject_found_valid_is_remembered_only_for_equal_values_of_equal_types() -> None:
+    # Valid answers are memoized by the subject's exact shape: a value equal under == but of
+    # another type (1 for True, 1.0 for 1) or another container is a different subject.
+    validate_claims(RESIDENCY_VCT, {"age_over_19": True}, partial=True)
+    validate_claims(RESIDENCY_VCT, {"age_over_19": True}, partial=True)
+    assert schema_invalid(RESIDENCY_VCT, {"age_over_19": 1}, partial=True).startswith(
+        "$.age_over_19: type"
+    )
+    validate_claims(VACCINATION_VCT, {"vaccination": {"dn": 1}}, partial=True)
+    assert schema_invalid(VACCINATION_VCT, {"vaccination": {"dn": 1.5}}, partial=True)
+    validate_claims(RESIDENCY_VCT, {"address": {"region": "Seoul"}}, partial=True)
+    assert schema_invalid(RESIDENCY_VCT, {"address": [{"region": "Seoul"}]}, partial=True)
+    assert "required member missing" in schema_invalid(
+        RESIDENCY_VCT, {"address": {"region": "Seoul"}}
+    )
+    with pytest.raises(VerificationError):
+        validate_claims(RESIDENCY_VCT, {"age_over_19": (True,)}, partial=True)
+
+
 # --- resident registration numbers -----------------------------------------------------------
 
 RRN = "980315-2345678"
