@@ -309,12 +309,12 @@ class IssuanceFlow:
         self, authorization: str | None, body: bytes, content_type: str | None
     ) -> dict[str, Any]:
         """:meth:`credential` for the event loop: on SQLite the work runs inline and only the
-        fsync that makes the delivery durable goes to the thread pool, where concurrent
-        deliveries' fsyncs overlap instead of stalling the loop one after another."""
+        fsync that makes the delivery durable runs off the loop, shared by the deliveries
+        committed meanwhile (:func:`db.sync_wal_shared`), instead of stalling the loop."""
         if not self.inline:
             return await run_in_threadpool(self.credential, authorization, body, content_type)
         answer = self.credential(authorization, body, content_type, durable=False)
-        await run_in_threadpool(db.sync_wal, self.context.engine)
+        await db.sync_wal_shared(self.context.engine)
         return answer
 
     def credential(

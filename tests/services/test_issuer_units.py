@@ -7,6 +7,7 @@ never leak another exception.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import threading
@@ -623,6 +624,66 @@ def test_deliveries_are_synced_before_they_return_and_tokens_are_not(
         assert synced.count(wal) == 2  # the delivery is on disk before it is returned
     finally:
         issuer.context.engine.dispose()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_shared_wal_syncs_cover_every_caller_that_asked_before_they_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.create_schema(engine)  # leaves a WAL file behind
+    wal = str((tmp_path / "db.sqlite3").resolve()) + "-wal"
+    started: list[threading.Event] = [threading.Event(), threading.Event()]
+    release = threading.Event()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def held_fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path == wal:
+            started[len(synced)].set()
+            synced.append(path)
+            if len(synced) == 1:
+                assert release.wait(30)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", held_fsync)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(db.sync_wal_shared(engine))
+        await asyncio.to_thread(started[0].wait, 30)  # the first fsync has begun (and waits)
+        later = [asyncio.ensure_future(db.sync_wal_shared(engine)) for _ in range(3)]
+        await asyncio.sleep(0)  # let them ask
+        assert not first.done() and not any(task.done() for task in later)
+        release.set()
+        await first
+        await asyncio.gather(*later)
+
+    try:
+        asyncio.run(scenario())
+        # The three that asked during the first fsync share one more; none rode on the first.
+        assert synced == [wal, wal]
+    finally:
+        engine.dispose()
+
+
+def test_shared_wal_sync_hands_its_error_to_the_callers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.create_schema(engine)
+
+    def failing_fsync(_fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    try:
+        with pytest.raises(OSError):
+            asyncio.run(db.sync_wal_shared(engine))
+    finally:
+        engine.dispose()
+    memory = db.create_engine("sqlite://")
+    asyncio.run(db.sync_wal_shared(memory))  # nothing on disk to sync
 
 
 def test_sync_wal_is_a_no_op_without_a_wal_file(tmp_path: Path) -> None:
