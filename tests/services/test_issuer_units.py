@@ -61,6 +61,7 @@ from issuer.oid4vci import (
     verify_key_proof,
     verify_key_proofs,
 )
+from issuer.server import _CoalescingTransport
 from issuer.settings import IssuerSettings, SettingsError, load_runtime
 from issuer.statuslists import (
     build_status_list,
@@ -744,3 +745,41 @@ def test_a_writer_waits_for_another_process_lock_in_short_steps(tmp_path: Path) 
     with db.driver_transaction(engine, write=False) as transaction:
         assert transaction.one("SELECT nonce FROM {issuer_nonces}") == ("n",)
     engine.dispose()
+
+
+# --- serving: one send per response (issuer.server) ---------------------------------------
+
+
+class _RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_a_response_head_and_body_leave_in_one_write_in_order() -> None:
+    async def scenario() -> _RecordingTransport:
+        real = _RecordingTransport()
+        proxy = _CoalescingTransport(real, asyncio.get_running_loop())
+        proxy.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        proxy.write(b"{}")
+        assert real.writes == []  # still this turn of the loop
+        await asyncio.sleep(0)
+        proxy.write(b"HTTP/1.1 404 Not Found\r\n\r\n")
+        proxy.write(b"[]")
+        assert not proxy.is_closing()
+        proxy.close()  # what is pending leaves before the close
+        return real
+
+    real = asyncio.run(scenario())
+    assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}", b"HTTP/1.1 404 Not Found\r\n\r\n[]"]
+    assert real.closed
