@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import multiprocessing
 import signal
 import socket
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
+from uvicorn.logging import DefaultFormatter
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornProtocol
@@ -50,7 +52,28 @@ LOG_CONFIG: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
 """uvicorn's logging config plus the issuer's own loggers at INFO on stderr (request lines by
 route template, offers' progress by number; no claim value): uvicorn configures only its own
 loggers, so these were dropped."""
-LOG_CONFIG["loggers"]["issuer"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+LOG_CONFIG["formatters"]["issuer"] = {
+    "()": "issuer.server.LevelPrefixFormatter",
+    "fmt": "%(levelprefix)s %(message)s",
+    "use_colors": None,
+}
+LOG_CONFIG["handlers"]["issuer"] = {
+    "formatter": "issuer",
+    "class": "logging.StreamHandler",
+    "stream": "ext://sys.stderr",
+}
+LOG_CONFIG["loggers"]["issuer"] = {"handlers": ["issuer"], "level": "INFO", "propagate": False}
+
+
+class LevelPrefixFormatter(DefaultFormatter):
+    """uvicorn's default format, ``%(levelprefix)s %(message)s``, and the same lines, without
+    the copy of every record that uvicorn's formatter makes when there are no colours: the
+    issuer writes five lines per issuance."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if self.use_colors:
+            return super().formatMessage(record)
+        return f"{record.levelname}:{' ' * (8 - len(record.levelname))} {record.message}"
 
 
 class _CoalescingTransport:
@@ -113,6 +136,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def run_worker(settings: IssuerSettings, sock: socket.socket) -> None:
     """Build the issuer from ``settings`` and serve it on ``sock`` until told to stop."""
+    # No format of this process prints where a log call was made, or from which thread or
+    # process: the logging module need not look them up for every record (its documented
+    # optimisations).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     runtime = load_runtime(settings)
     context = build_context(runtime, trust=registry_trust(runtime))
     # The access log would print offer references (bearer secrets) in paths; the app logs

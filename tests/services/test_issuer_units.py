@@ -8,6 +8,7 @@ never leak another exception.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -21,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from uvicorn.logging import DefaultFormatter
 
 from civic.clock import FixedClock
 from civic.credentials import CREDENTIAL_TYPES, RESIDENCY_VCT, get_type
@@ -61,7 +63,7 @@ from issuer.oid4vci import (
     verify_key_proof,
     verify_key_proofs,
 )
-from issuer.server import _CoalescingTransport
+from issuer.server import LevelPrefixFormatter, _CoalescingTransport
 from issuer.settings import IssuerSettings, SettingsError, load_runtime
 from issuer.statuslists import (
     build_status_list,
@@ -783,3 +785,16 @@ def test_a_response_head_and_body_leave_in_one_write_in_order() -> None:
     real = asyncio.run(scenario())
     assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}", b"HTTP/1.1 404 Not Found\r\n\r\n[]"]
     assert real.closed
+
+
+def test_the_issuer_log_lines_are_uvicorns_default_format() -> None:
+    uvicorn_formatter = DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False)
+    formatter = LevelPrefixFormatter("%(levelprefix)s %(message)s", use_colors=False)
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        records = [
+            logging.LogRecord(
+                "issuer.app", level, __file__, 1, "%s %s -> %d", ("POST", "/x", 200), None
+            )
+            for _ in range(2)
+        ]
+        assert formatter.format(records[0]) == uvicorn_formatter.format(records[1])
