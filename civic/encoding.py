@@ -24,9 +24,10 @@ from typing import Any
 
 from civic.errors import MalformedError, ReasonCode
 
-_URL_TO_STD = bytes.maketrans(b"-_", b"+/")
-_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_B64URL_VALUE = {ord(c): i for i, c in enumerate(_B64URL_ALPHABET)}
+_URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/***")
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Last characters whose unused low bits are zero: 4 bits when len % 4 == 2, 2 when it is 3.
+_CANONICAL_LAST = (b"", b"", _B64URL_ALPHABET[::16], _B64URL_ALPHABET[::4])
 _PAD = (b"", b"", b"==", b"=")
 
 MAX_JSON_DEPTH = 64
@@ -45,23 +46,20 @@ def b64url_decode(text: str | bytes) -> bytes:
             raise MalformedError(ReasonCode.MALFORMED_BASE64, "non-ASCII base64url") from None
     else:
         data = text
-    # The standard alphabet's '+' and '/' must not pass through the translation below.
-    if b"+" in data or b"/" in data or b"=" in data:
-        raise MalformedError(ReasonCode.MALFORMED_BASE64, "character outside base64url alphabet")
     rem = len(data) % 4
     if rem == 1:
         raise MalformedError(ReasonCode.MALFORMED_BASE64, "impossible base64url length")
     try:
+        # The translation also turns '+', '/' and '=' into '*', which strict mode rejects with
+        # every other character outside the alphabet: one pass over the input checks them all.
         raw = binascii.a2b_base64(data.translate(_URL_TO_STD) + _PAD[rem], strict_mode=True)
     except (binascii.Error, ValueError):
         raise MalformedError(
             ReasonCode.MALFORMED_BASE64, "character outside base64url alphabet"
         ) from None
-    if rem:
-        # The last character carries 4 (rem 2) or 2 (rem 3) unused low bits that must be zero.
-        unused_mask = 0x0F if rem == 2 else 0x03
-        if _B64URL_VALUE[data[-1]] & unused_mask:
-            raise MalformedError(ReasonCode.MALFORMED_BASE64, "non-canonical base64url")
+    # The last character carries 4 (rem 2) or 2 (rem 3) unused low bits that must be zero.
+    if rem and data[-1] not in _CANONICAL_LAST[rem]:
+        raise MalformedError(ReasonCode.MALFORMED_BASE64, "non-canonical base64url")
     return raw
 
 
@@ -159,10 +157,21 @@ def _has_unpaired_surrogate(value: Any) -> bool:
 
 def json_loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse JSON strictly. Raises :class:`MalformedError` with a precise reason code."""
-    text = utf8_decode(data) if isinstance(data, bytes) else data
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedError(ReasonCode.MALFORMED_UTF8, "invalid UTF-8") from None
+        # Strict UTF-8 decoding refuses encoded surrogates: only escapes can produce one.
+        may_hold_surrogate = "\\u" in text
+    else:
+        text = data
+        may_hold_surrogate = "\\u" in text or not text.isascii()
     # The decoder's C scanner is called directly: the Python wrappers around it cost more than
     # the scan itself for the small documents on the verification hot path.
-    start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
+    start = (
+        0 if text[:1] not in _JSON_WHITESPACE else len(text) - len(text.lstrip(_JSON_WHITESPACE))
+    )
     try:
         value, end = _SCAN(text, start)
     except MalformedError:
@@ -180,15 +189,16 @@ def json_loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     # A "\\ud800" escape decodes to a string that has no UTF-8 form: it would break every
     # encoder downstream (HTTP responses, databases, logs). Valid pairs decode to one character.
     if (
-        ("\\u" in text or not text.isascii())
+        may_hold_surrogate
         and _SURROGATE.search(text) is not None
         and _has_unpaired_surrogate(value)
     ):
         raise MalformedError(ReasonCode.MALFORMED_UTF8, "unpaired surrogate in a JSON string")
     # Nesting needs one bracket per level: most inputs have too few to need the walk.
     if (
-        isinstance(value, dict | list)
+        len(text) > max_depth
         and text.count("[") + text.count("{") > max_depth
+        and isinstance(value, (dict, list))
         and _depth_exceeds(value, max_depth)
     ):
         raise MalformedError(ReasonCode.NESTING_TOO_DEEP, "JSON nested too deeply")

@@ -183,24 +183,52 @@ class ParsedSdJwt(NamedTuple):
 
 
 def parse_disclosure(encoded: str) -> Disclosure:
-    if not encoded:
-        raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "empty disclosure")
-    try:
-        content = json_loads(b64url_decode(encoded))
-    except MalformedError as exc:
-        raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, exc.detail) from None
-    if type(content) is not list or not 2 <= len(content) <= 3:
-        raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "disclosure is not a 2 or 3 array")
-    if type(content[0]) is not str:
-        raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "disclosure salt is not a string")
-    name = None
-    if len(content) == 3:
-        name = content[1]
-        if type(name) is not str:
-            raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "claim name is not a string")
-        if name in _RESERVED_NAMES:
-            raise MalformedError(ReasonCode.RESERVED_CLAIM_NAME, f"disclosed claim name {name!r}")
-    return Disclosure(encoded, disclosure_digest(encoded), content[0], name, content[-1])
+    return _parse_disclosures((encoded,))[0]
+
+
+def _parse_disclosures(encoded_disclosures: Iterable[str]) -> tuple[Disclosure, ...]:
+    # One loop for all of a presentation's disclosures: per disclosure, the ASCII bytes serve
+    # both the base64url decode and the digest.
+    parsed: list[Disclosure] = []
+    for encoded in encoded_disclosures:
+        if not encoded:
+            raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "empty disclosure")
+        try:
+            ascii_bytes = encoded.encode("ascii")
+        except UnicodeEncodeError:
+            raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "non-ASCII base64url") from None
+        try:
+            content = json_loads(b64url_decode(ascii_bytes))
+        except MalformedError as exc:
+            raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, exc.detail) from None
+        if type(content) is not list or not 2 <= len(content) <= 3:
+            raise MalformedError(
+                ReasonCode.MALFORMED_DISCLOSURE, "disclosure is not a 2 or 3 array"
+            )
+        salt = content[0]
+        if type(salt) is not str:
+            raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "disclosure salt is not a string")
+        name = None
+        if len(content) == 3:
+            name = content[1]
+            if type(name) is not str:
+                raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "claim name is not a string")
+            if name in _RESERVED_NAMES:
+                raise MalformedError(
+                    ReasonCode.RESERVED_CLAIM_NAME, f"disclosed claim name {name!r}"
+                )
+        # base64url(SHA-256) as in _sha256_b64url, from the bytes already at hand.
+        digest = binascii.b2a_base64(sha256(ascii_bytes).digest(), newline=False)
+        parsed.append(
+            Disclosure(
+                encoded,
+                digest[:43].translate(_STD_TO_URL).decode("ascii"),
+                salt,
+                name,
+                content[-1],
+            )
+        )
+    return tuple(parsed)
 
 
 def parse_sd_jwt(text: str) -> ParsedSdJwt:
@@ -209,20 +237,21 @@ def parse_sd_jwt(text: str) -> ParsedSdJwt:
         raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "SD-JWT is not a string")
     if len(text) > MAX_PRESENTATION_LENGTH:
         raise MalformedError(ReasonCode.INPUT_TOO_LARGE, "SD-JWT longer than the limit")
-    parts = text.split("~")
-    if len(parts) < 2:
+    first = text.find("~")
+    if first < 0:
         raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "SD-JWT has no '~' separator")
-    if len(parts) - 2 > MAX_DISCLOSURES:
+    # Only the part after the issuer JWS is split: the JWS is most of the text.
+    parts = text[first + 1 :].split("~")  # disclosures, then the KB-JWT or ""
+    if len(parts) - 1 > MAX_DISCLOSURES:
         raise MalformedError(ReasonCode.INPUT_TOO_LARGE, "too many disclosures")
-    last = text.rfind("~")
-    kb_jwt = parts[-1] or None
     try:
-        jws = parse_jws(parts[0])
+        jws = parse_jws(text[:first])
         payload = jws.payload_json()
     except MalformedError as exc:
         raise MalformedError(exc.reason, f"issuer-signed JWT: {exc.detail}") from None
-    disclosures = tuple(parse_disclosure(d) for d in parts[1:-1])
-    return ParsedSdJwt(jws, payload, disclosures, kb_jwt, text[: last + 1])
+    kb_jwt = parts.pop() or None
+    disclosures = _parse_disclosures(parts)
+    return ParsedSdJwt(jws, payload, disclosures, kb_jwt, text[: text.rfind("~") + 1])
 
 
 # --- verification stages -------------------------------------------------------------------
@@ -270,11 +299,9 @@ class _Resolver:
     __slots__ = ("by_digest", "digests", "disclosed", "seen", "used")
 
     def __init__(self, disclosures: Sequence[Disclosure]) -> None:
-        self.by_digest: dict[str, Disclosure] = {}
-        for disclosure in disclosures:
-            if disclosure.digest in self.by_digest:
-                raise VerificationError(ReasonCode.DISCLOSURE_DUPLICATE, "disclosure sent twice")
-            self.by_digest[disclosure.digest] = disclosure
+        self.by_digest = {disclosure.digest: disclosure for disclosure in disclosures}
+        if len(self.by_digest) != len(disclosures):
+            raise VerificationError(ReasonCode.DISCLOSURE_DUPLICATE, "disclosure sent twice")
         self.seen: set[str] = set()
         self.used = 0
         self.disclosed: list[ClaimPath] = []
@@ -302,24 +329,35 @@ class _Resolver:
     def object(self, node: dict[str, Any], path: ClaimPath) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if key == "_sd":
-                continue
-            if key == "...":
+            if key in _RESERVED_NAMES:
+                if key == "_sd":
+                    continue
                 raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "'...' outside an array element")
             kind = type(value)
             # Scalars are most of a payload: copy them without a call or a path tuple.
-            out[key] = (
-                value if kind is not dict and kind is not list else self.value(value, (*path, key))
-            )
+            if kind is dict:
+                out[key] = self.object(value, (*path, key))
+            elif kind is list:
+                out[key] = self.array(value, (*path, key))
+            else:
+                out[key] = value
         digests = node.get("_sd")
         if digests is None:
             return out
         if not isinstance(digests, list):
             raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "_sd is not an array")
+        # _lookup, inlined: an object's _sd array is the bulk of all digests.
+        seen, by_digest = self.seen, self.by_digest
         for digest in digests:
-            disclosure = self._lookup(digest)
+            if not isinstance(digest, str):
+                raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "digest is not a string")
+            if digest in seen:
+                raise VerificationError(ReasonCode.DIGEST_DUPLICATE, "digest appears twice")
+            seen.add(digest)
+            disclosure = by_digest.get(digest)
             if disclosure is None:
                 continue  # undisclosed claim or decoy
+            self.used += 1
             name = disclosure.name
             if name is None:
                 raise VerificationError(
@@ -329,8 +367,12 @@ class _Resolver:
                 raise VerificationError(ReasonCode.CLAIM_NAME_COLLISION, f"claim {name!r} twice")
             claim_path = (*path, name)
             self.disclosed.append(claim_path)
-            self.digests.append(disclosure.digest)
-            out[name] = self.value(disclosure.value, claim_path)
+            self.digests.append(digest)
+            value = disclosure.value
+            kind = type(value)
+            out[name] = (
+                value if kind is not dict and kind is not list else self.value(value, claim_path)
+            )
         return out
 
     def array(self, node: list[Any], path: ClaimPath) -> list[Any]:
