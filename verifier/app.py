@@ -31,14 +31,14 @@ with its reason codes, vct, issuer and time, never a claim value.
 provisionally unspent; the nonce is then spent and the audit row written in one transaction,
 and should the nonce prove spent (or unknown) the checklist runs again with that answer, so
 the verdict is the one an inline spend gives. With the SQLite stores and every status list it
-needs cached, all of it runs on the event loop: the write on the spot when the database is
-free, else awaited from the group commit (:class:`verifier.db.Writer`). Images, status lists
-to fetch, PostgreSQL and Redis go to the thread pool, as every other route does.
+needs cached, all of it runs on the event loop, and the writes of the verifications of one
+pass of the loop are committed together at its end (:class:`verifier.db.LoopBatch`), each
+verdict answered once its own write is committed. Images, status lists to fetch, PostgreSQL
+and Redis go to the thread pool, as every other route does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -73,8 +73,8 @@ from civic_service.db import is_outage
 from civic_service.openapi import error_responses
 from verifier.db import (
     RETENTION,
+    LoopBatch,
     Writer,
-    WriterBusy,
     audit_table,
     boot_id,
     create_engine,
@@ -231,6 +231,7 @@ class Verifier:
         self.s = services
         self.runtime = services.runtime
         self.settings = services.runtime.settings
+        self._batch = LoopBatch(services.writer)
 
     def policy(self, policy_id: object) -> Policy:
         policy = self.runtime.policies.get(policy_id) if isinstance(policy_id, str) else None
@@ -527,10 +528,7 @@ class Verifier:
         return verdict
 
     async def _write(self, write: Callable[[Connection], T]) -> T:
-        try:
-            return self.s.writer.try_now(write)
-        except WriterBusy:
-            return await asyncio.wrap_future(self.s.writer.submit(write))
+        return await self._batch.run(write)
 
     def _spend_and_audit(self, nonce: str, now: int, verdict: Verdict) -> bool:
         row = _audit_row(verdict, kind="offline", request_id=None)

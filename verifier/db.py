@@ -38,6 +38,7 @@ own group commit).
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -48,7 +49,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -443,6 +444,65 @@ class Writer:
             return
         for (_, future), result in zip(batch, results, strict=True):
             future.set_result(result)
+
+
+_ALONE: Any = object()
+"""What a batch's future says when its write must run on its own (see :class:`LoopBatch`)."""
+
+
+class LoopBatch:
+    """Group commit on an event loop, in front of a batched :class:`Writer`.
+
+    The writes that the tasks of one event loop ask for during one pass of the loop (a burst
+    of verifications from many connections) run in one transaction, written at the end of the
+    pass, and each caller resumes once that transaction is committed: what each caller gets is
+    what a write of its own would have given, for a commit less per write. A batch that cannot
+    be written at once (the database busy, or a write in it raising: everything then rolled
+    back) is handed back, and each write runs on its own through the :class:`Writer`, so that
+    a failure reaches only its own caller, as the writer thread does with its batches.
+    """
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+        self._pending: dict[
+            asyncio.AbstractEventLoop, list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]
+        ] = {}
+
+    async def run(self, write: Callable[[Connection], T]) -> T:
+        """Run ``write`` in the loop's next batch; return its result once committed."""
+        loop = asyncio.get_running_loop()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        future: asyncio.Future[Any] = loop.create_future()
+        pending.append((write, future))
+        result = await future
+        if result is _ALONE:
+            try:
+                return self._writer.try_now(write)
+            except WriterBusy:
+                return await asyncio.wrap_future(self._writer.submit(write))
+        return cast(T, result)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._pending.pop(loop)
+        results: list[Any]
+        try:
+            results = self._writer.try_now(
+                lambda connection: [write(connection) for write, _ in batch]
+            )
+        except WriterBusy:
+            results = [_ALONE] * len(batch)
+        except Exception as error:
+            if len(batch) == 1:
+                if not batch[0][1].cancelled():
+                    batch[0][1].set_exception(error)
+                return
+            results = [_ALONE] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.cancelled():
+                future.set_result(result)
 
 
 def _checkpoint_marker(_connection: Connection) -> None:

@@ -5,6 +5,7 @@ spendable (what makes ``synchronous=NORMAL`` safe)."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ import verifier.db
 from civic.errors import ReasonCode, VerificationError
 from tests.services.registry_harness import wait_for
 from verifier.db import (
+    LoopBatch,
     Writer,
     WriterBusy,
     audit_table,
@@ -242,6 +244,83 @@ def test_writes_on_the_callers_thread_when_the_database_is_free(
     gate.set()
     held.result(10)
     assert _count(engine, audit_table) == 1
+
+
+def test_an_event_loops_writes_of_one_pass_are_committed_together(
+    engine: Engine, writer: Writer
+) -> None:
+    store = SqlReplayStore(writer)
+    nonces = [f"loop-nonce-{i:04d}-0123456789" for i in range(20)]
+    store.issue_many(nonces, now=NOW, ttl=300)
+    batch = LoopBatch(writer)
+    transactions: list[int] = []
+
+    def spend(nonce: str, n: int) -> Callable[[Connection], object]:
+        write = SqlReplayStore.spend_write(nonce, now=NOW + 1, also=partial(_add_audit_row, n=n))
+
+        def counted(connection: Connection) -> object:
+            transactions.append(id(connection.get_transaction()))
+            return write(connection)
+
+        return counted
+
+    async def spend_all() -> list[object]:
+        # The same nonce twice in one batch: spent once, as one after the other.
+        return await asyncio.gather(
+            *(batch.run(spend(nonce, n)) for n, nonce in enumerate([*nonces, nonces[0]]))
+        )
+
+    answers = asyncio.run(spend_all())
+    assert answers == ["spent"] * 20 + ["reused"]
+    assert len(set(transactions)) == 1
+    assert _count(engine, audit_table) == 20
+
+
+def test_a_write_failing_in_a_loop_batch_fails_only_its_caller(
+    engine: Engine, writer: Writer
+) -> None:
+    writer.run(partial(_add_audit_row, n=1))
+    batch = LoopBatch(writer)
+
+    async def add_all() -> list[object]:
+        return await asyncio.gather(
+            *(batch.run(partial(_add_audit_row, n=n)) for n in (2, 3, 1, 4)),
+            return_exceptions=True,
+        )
+
+    answers = asyncio.run(add_all())
+    assert [type(answer) for answer in answers] == [type(None)] * 2 + [IntegrityError, type(None)]
+    assert _count(engine, audit_table) == 4
+
+    async def add_one() -> object:
+        return await batch.run(partial(_add_audit_row, n=1))
+
+    with pytest.raises(IntegrityError):
+        asyncio.run(add_one())
+
+
+def test_a_loop_batch_waits_for_a_busy_database(engine: Engine, writer: Writer) -> None:
+    gate, started = threading.Event(), threading.Event()
+
+    def hold(_connection: Connection) -> None:
+        started.set()
+        gate.wait(10)
+
+    held = writer.submit(hold)
+    assert started.wait(10)
+    batch = LoopBatch(writer)
+
+    async def add_all() -> list[None]:
+        waiting = asyncio.gather(*(batch.run(partial(_add_audit_row, n=n)) for n in (1, 2)))
+        for _ in range(3):  # passes of the event loop (no waiting): the batch is tried
+            await asyncio.sleep(0)
+        assert not waiting.done()  # handed to the writer thread, behind the held transaction
+        gate.set()
+        return await waiting
+
+    assert asyncio.run(add_all()) == [None, None]
+    held.result(10)
+    assert _count(engine, audit_table) == 2
 
 
 def test_the_writer_thread_checkpoints_the_wal(
