@@ -49,7 +49,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cached_property, partial
+from functools import cached_property, lru_cache, partial
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -301,12 +301,21 @@ class CredentialReport:
 
 def _claim_json(vct: str | None, claim: DisclosedClaim) -> dict[str, Any]:
     item: dict[str, Any] = {"path": list(claim.path), "value": claim.value}
+    label = _label(vct, claim.path)
+    if label is not None:
+        item["label"] = {"en": label[0], "ko": label[1]}
+    return item
+
+
+@lru_cache(maxsize=1024)
+def _label(vct: str | None, path: tuple[str | int, ...]) -> tuple[str, str] | None:
+    """A claim's display names (en, ko); None for an unknown type or path, whose path says
+    enough. Cached: every verdict of a policy shows the same few claims."""
     try:
         ctype = get_type(vct)
-        item["label"] = {lang: ctype.display_name(claim.path, lang) for lang in ("en", "ko")}
+        return ctype.display_name(path, "en"), ctype.display_name(path, "ko")
     except CivicError:
-        pass  # an unknown type or path has no display name; the path says enough
-    return item
+        return None
 
 
 @dataclass(frozen=True)
