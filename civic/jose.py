@@ -362,7 +362,7 @@ def check_header(
             or any(not isinstance(c, str) or c not in allowed or c not in header for c in crit)
         ):
             raise VerificationError(ReasonCode.CRIT_UNSUPPORTED, "unsupported critical header")
-    if typ is not None and not _typ_matches(header.get("typ"), typ):
+    if typ is not None and (actual := header.get("typ")) != typ and not _typ_matches(actual, typ):
         raise VerificationError(ReasonCode.TYP_MISMATCH, f"typ is not {typ}")
 
 

@@ -201,31 +201,35 @@ def _parse_disclosures(encoded_disclosures: Iterable[str]) -> tuple[Disclosure, 
             content = json_loads(b64url_decode(ascii_bytes))
         except MalformedError as exc:
             raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, exc.detail) from None
-        if type(content) is not list or not 2 <= len(content) <= 3:
-            raise MalformedError(
-                ReasonCode.MALFORMED_DISCLOSURE, "disclosure is not a 2 or 3 array"
-            )
-        salt = content[0]
-        if type(salt) is not str:
-            raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "disclosure salt is not a string")
-        name = None
-        if len(content) == 3:
-            name = content[1]
+        size = len(content) if type(content) is list else 0
+        if size == 3:
+            salt, name, value = content
+            if type(salt) is not str:
+                raise MalformedError(
+                    ReasonCode.MALFORMED_DISCLOSURE, "disclosure salt is not a string"
+                )
             if type(name) is not str:
                 raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "claim name is not a string")
             if name in _RESERVED_NAMES:
                 raise MalformedError(
                     ReasonCode.RESERVED_CLAIM_NAME, f"disclosed claim name {name!r}"
                 )
+        elif size == 2:
+            salt, value = content
+            name = None
+            if type(salt) is not str:
+                raise MalformedError(
+                    ReasonCode.MALFORMED_DISCLOSURE, "disclosure salt is not a string"
+                )
+        else:
+            raise MalformedError(
+                ReasonCode.MALFORMED_DISCLOSURE, "disclosure is not a 2 or 3 array"
+            )
         # base64url(SHA-256) as in _sha256_b64url, from the bytes already at hand.
         digest = binascii.b2a_base64(sha256(ascii_bytes).digest(), newline=False)
         parsed.append(
             Disclosure(
-                encoded,
-                digest[:43].translate(_STD_TO_URL).decode("ascii"),
-                salt,
-                name,
-                content[-1],
+                encoded, digest[:43].translate(_STD_TO_URL).decode("ascii"), salt, name, value
             )
         )
     return tuple(parsed)
@@ -296,14 +300,13 @@ class ProcessedClaims(NamedTuple):
 
 
 class _Resolver:
-    __slots__ = ("by_digest", "digests", "disclosed", "seen", "used")
+    __slots__ = ("by_digest", "digests", "disclosed", "seen")
 
     def __init__(self, disclosures: Sequence[Disclosure]) -> None:
         self.by_digest = {disclosure.digest: disclosure for disclosure in disclosures}
         if len(self.by_digest) != len(disclosures):
             raise VerificationError(ReasonCode.DISCLOSURE_DUPLICATE, "disclosure sent twice")
         self.seen: set[str] = set()
-        self.used = 0
         self.disclosed: list[ClaimPath] = []
         self.digests: list[str] = []  # parallel to ``disclosed``
 
@@ -313,10 +316,7 @@ class _Resolver:
         if digest in self.seen:
             raise VerificationError(ReasonCode.DIGEST_DUPLICATE, "digest appears twice")
         self.seen.add(digest)
-        disclosure = self.by_digest.get(digest)
-        if disclosure is not None:
-            self.used += 1
-        return disclosure
+        return self.by_digest.get(digest)
 
     def value(self, node: Any, path: ClaimPath) -> Any:
         kind = type(node)
@@ -327,21 +327,25 @@ class _Resolver:
         return node
 
     def object(self, node: dict[str, Any], path: ClaimPath) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        # Scalars are most of a payload: copied in one go, then containers replaced in order.
+        out = node.copy()
         for key, value in node.items():
-            if key in _RESERVED_NAMES:
-                if key == "_sd":
-                    continue
-                raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "'...' outside an array element")
             kind = type(value)
-            # Scalars are most of a payload: copy them without a call or a path tuple.
-            if kind is dict:
-                out[key] = self.object(value, (*path, key))
-            elif kind is list:
-                out[key] = self.array(value, (*path, key))
-            else:
-                out[key] = value
-        digests = node.get("_sd")
+            if kind is dict or kind is list:
+                if key in _RESERVED_NAMES:
+                    if key == "_sd":
+                        continue
+                    raise MalformedError(
+                        ReasonCode.MALFORMED_SD_JWT, "'...' outside an array element"
+                    )
+                out[key] = (
+                    self.object(value, (*path, key))
+                    if kind is dict
+                    else self.array(value, (*path, key))
+                )
+            elif key == "...":
+                raise MalformedError(ReasonCode.MALFORMED_SD_JWT, "'...' outside an array element")
+        digests = out.pop("_sd", None)
         if digests is None:
             return out
         if not isinstance(digests, list):
@@ -357,7 +361,6 @@ class _Resolver:
             disclosure = by_digest.get(digest)
             if disclosure is None:
                 continue  # undisclosed claim or decoy
-            self.used += 1
             name = disclosure.name
             if name is None:
                 raise VerificationError(
@@ -405,7 +408,8 @@ def process_disclosures(parsed: ParsedSdJwt) -> ProcessedClaims:
     resolver = _Resolver(parsed.disclosures)
     claims = resolver.object(parsed.payload, ())
     claims.pop("_sd_alg", None)
-    if resolver.used != len(resolver.by_digest):
+    # Digests are unique, so each disclosure found was recorded once in ``disclosed``.
+    if len(resolver.disclosed) != len(resolver.by_digest):
         raise VerificationError(
             ReasonCode.DISCLOSURE_UNREFERENCED, "a disclosure is not referenced by any digest"
         )

@@ -125,9 +125,14 @@ class VerifiedCredential(NamedTuple):
         return self.claims.get("status")
 
 
+_NEVER_DISCLOSABLE_PATHS = frozenset((name,) for name in NEVER_DISCLOSABLE)
+
+
 def check_vc_disclosures(disclosed: tuple[ClaimPath, ...]) -> None:
-    for path in disclosed:
-        if len(path) == 1 and path[0] in NEVER_DISCLOSABLE:
+    if _NEVER_DISCLOSABLE_PATHS.isdisjoint(disclosed):
+        return
+    for path in disclosed:  # the first offender, in order, names the error
+        if path in _NEVER_DISCLOSABLE_PATHS:
             raise VerificationError(
                 ReasonCode.CLAIM_NOT_DISCLOSABLE, f"{path[0]} must not be selectively disclosed"
             )
