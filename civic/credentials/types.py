@@ -497,29 +497,29 @@ def validate_claims(vct: str, claims: object, *, partial: bool = False) -> None:
 
 
 # Subjects found valid, by exact shape: a verifier sees the same few disclosures (age_over_19
-# true, a region) over and over, and the checks above (NFKC screening, jsonschema) cost more
-# than the SD-JWT around them. The checks are pure functions of (vct, partial, subject), so a
-# subject equal in every value and type gets the same answer; invalid ones are never stored,
-# and their error detail is always computed afresh.
+# true, a dose number) over and over, and the checks above (NFKC screening, jsonschema) cost
+# more than the SD-JWT around them. The checks are pure functions of (vct, partial, subject),
+# so a subject equal in every value and type gets the same answer; invalid ones are never
+# stored, and their error detail is always computed afresh. Only subjects without string
+# values are kept: names, birth dates and places are a citizen's data, which the verifier
+# holds no longer than the request.
 _MEMO_MAX_ENTRIES: Final = 1024
 _MEMO_MAX_NODES: Final = 64
 _known_valid: dict[tuple[str, bool, object], None] = {}
 _known_valid_lock = threading.Lock()
-_SCALARS: Final = (str, int, float, bool, type(None))
+_SCALARS: Final = (int, float, bool, type(None))
 
 
 def _shape(node: object, budget: list[int]) -> object:
     """A hashable stand-in for a JSON value that two values share only if every member name,
     member order, value and exact type agree (``True`` is not ``1``, ``1.0`` is not ``1``,
-    a tuple or a ``str`` subclass is nothing); None for anything else, or for a value of more
-    than ``budget[0]`` nodes or strings of more than 4 KiB (not worth keeping)."""
+    a tuple or a ``str`` subclass is nothing); None for a value holding a string (personal
+    data is not kept), anything else, or more than ``budget[0]`` nodes."""
     budget[0] -= 1
     if budget[0] < 0:
         return None
     kind = type(node)
     if kind in _SCALARS:
-        if kind is str and len(node) > 4096:  # type: ignore[arg-type]
-            return None
         return (kind, node)
     if kind is dict:
         members: list[object] = [dict]

@@ -28,6 +28,7 @@ from civic.credentials import (
     get_type,
     get_type_by_key,
     last_day_of_period,
+    types,
     validate_claims,
     valuesets,
 )
@@ -415,7 +416,11 @@ def test_a_subject_found_valid_is_remembered_only_for_equal_values_of_equal_type
     )
     validate_claims(VACCINATION_VCT, {"vaccination": {"dn": 1}}, partial=True)
     assert schema_invalid(VACCINATION_VCT, {"vaccination": {"dn": 1.5}}, partial=True)
+    validate_claims(VACCINATION_VCT, {"vaccination": {"dn": 2}}, partial=True)
+    assert schema_invalid(VACCINATION_VCT, {"vaccination": [{"dn": 2}]}, partial=True)
+    # Subjects holding strings (names, dates, places) are never kept.
     validate_claims(RESIDENCY_VCT, {"address": {"region": "Seoul"}}, partial=True)
+    assert not any("Seoul" in repr(key) for key in types._known_valid)
     assert schema_invalid(RESIDENCY_VCT, {"address": [{"region": "Seoul"}]}, partial=True)
     assert "required member missing" in schema_invalid(
         RESIDENCY_VCT, {"address": {"region": "Seoul"}}
