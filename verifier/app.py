@@ -848,7 +848,8 @@ class _VerifierApp(FastAPI):
     middleware stack, route matching and dependency solving cost ~150 us of the ~900 us a
     verification took in-process. The endpoint is the documented route's own, and its errors
     get the app's handlers (CivicError, SQLAlchemyError) or a plain 500, as through the stack.
-    The app adds no middleware; one added later would not see ``POST /verify``."""
+    The app adds no middleware; should one be added (tracing, say), every request goes through
+    the stack again, ``POST /verify`` included."""
 
     verify_directly: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
 
@@ -860,6 +861,7 @@ class _VerifierApp(FastAPI):
             and scope["method"] == "POST"
             and not scope.get("root_path")
             and not self.root_path
+            and not self.user_middleware
         ):
             await self.verify_directly(scope, receive, send)
             return

@@ -221,6 +221,29 @@ def test_offline_qr_text_and_replay_to_the_same_counter(running: Running) -> Non
     assert (replay["result"], replay["reason"]) == ("invalid", "kb_jwt_nonce_reused")
 
 
+def test_middleware_added_to_the_app_sees_verify_too(tmp_path: Path) -> None:
+    # POST /verify skips FastAPI's stack only while the app has no middleware of its own.
+    deployment = Deployment.create(tmp_path / "verifier")
+    services = build_services(
+        load_runtime(deployment.settings()), now=FixedClock(deployment.city.now)
+    )
+    app = create_app(services)
+    seen: list[str] = []
+
+    @app.middleware("http")
+    async def tracing(request: Any, call_next: Any) -> Any:
+        seen.append(request.url.path)
+        return await call_next(request)
+
+    with AppServer(app, deployment.port), httpx.Client(timeout=10) as client:
+        nonce = client.post(f"{deployment.url}/challenges", headers=STAFF).json()["nonce"]
+        body = {"policy": "bar-entry", "nonce": nonce, "presentation": "garbage"}
+        answer = client.post(f"{deployment.url}/verify", json=body, headers=STAFF)
+    deployment.close()
+    assert (answer.status_code, answer.json()["result"]) == (200, "invalid")
+    assert seen == ["/challenges", "/verify"]
+
+
 def test_one_presentation_sent_many_times_at_once_is_valid_once(running: Running) -> None:
     city = running.deployment.city
     nonce = running.challenge()
