@@ -189,6 +189,10 @@ signing_keys = table_of(SigningKeyRow)
 TABLES = (offers, credentials, status_lists, nonces, api_keys, signing_keys)
 
 Index("ix_issuer_credentials_list_status", credentials.c.status_list_id, credentials.c.status)
+# The purge (every offer created, and periodically) looks for live offers past their expiry:
+# by state first, or it would visit every offer ever made, since used ones stay as records.
+Index("ix_issuer_offers_state_code_expiry", offers.c.state, offers.c.code_expires_at)
+Index("ix_issuer_offers_state_token_expiry", offers.c.state, offers.c.token_expires_at)
 
 
 def create_engine(url: str, *, schema: str | None = None) -> Engine:
@@ -279,6 +283,11 @@ def create_schema(engine: Engine) -> None:
             if schema:
                 connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         SQLModel.metadata.create_all(connection, tables=list(TABLES))
+        # create_all makes an index only with its table: a database made before the index was
+        # added gets it here.
+        for table in TABLES:
+            for index in table.indexes:
+                index.create(connection, checkfirst=True)
 
 
 # --- driver-level statements for the request hot path ----------------------------------------

@@ -798,3 +798,36 @@ def test_the_issuer_log_lines_are_uvicorns_default_format() -> None:
             for _ in range(2)
         ]
         assert formatter.format(records[0]) == uvicorn_formatter.format(records[1])
+
+
+def test_the_purge_searches_live_offers_by_index_not_every_offer(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    engine = db.create_engine(f"sqlite:///{path}")
+    db.create_schema(engine)
+    engine.dispose()
+    # A database made before the purge indexes existed gets them on the next start.
+    with sqlite3.connect(path) as raw:
+        raw.execute("DROP INDEX ix_issuer_offers_state_code_expiry")
+        raw.execute("DROP INDEX ix_issuer_offers_state_token_expiry")
+    engine = db.create_engine(f"sqlite:///{path}")
+    db.create_schema(engine)
+    engine.dispose()
+    with sqlite3.connect(path) as raw:
+        plans = [
+            " ".join(
+                row[-1]
+                for row in raw.execute(
+                    f"EXPLAIN QUERY PLAN UPDATE issuer_offers SET state = 'expired' "  # noqa: S608
+                    f"WHERE state = 'offered' AND {column} <= 0"
+                )
+            )
+            for column in ("code_expires_at", "token_expires_at")
+        ]
+    assert (
+        "USING INDEX ix_issuer_offers_state_code_expiry (state=? AND code_expires_at<?)"
+        in (plans[0])
+    )
+    assert (
+        "USING INDEX ix_issuer_offers_state_token_expiry (state=? AND token_expires_at<?)"
+        in (plans[1])
+    )
