@@ -346,8 +346,8 @@ class Verdict:
                 seen.setdefault(check.reason)
         return tuple(seen)
 
-    def to_json(self, *, include_claims: bool = True) -> dict[str, Any]:
-        """The verdict as JSON. ``include_claims=False`` for anything that is stored or logged."""
+    def _head_json(self) -> dict[str, Any]:
+        """The members before ``checks``, in the order both JSON forms give them."""
         return {
             "result": self.result.value,
             "reason": self.reason.value if self.reason is not None else None,
@@ -356,6 +356,12 @@ class Verdict:
                 "satisfied": self.policy.satisfied if self.policy is not None else None,
                 "failed": list(self.policy.failed) if self.policy is not None else [],
             },
+        }
+
+    def to_json(self, *, include_claims: bool = True) -> dict[str, Any]:
+        """The verdict as JSON. ``include_claims=False`` for anything that is stored or logged."""
+        return {
+            **self._head_json(),
             "checks": [check.to_json() for check in self.checks],
             "credentials": [c.to_json(include_claims=include_claims) for c in self.credentials],
             "checkpoint_size": self.checkpoint_size,
@@ -366,17 +372,7 @@ class Verdict:
         """``to_json()`` as compact JSON text (non-ASCII kept, NaN refused), byte for byte what
         ``JSONResponse(verdict.to_json())`` sends, with each check's text made once: encoding
         the whole verdict afresh cost more than some of its checks."""
-        head = _JSON_TEXT.encode(
-            {
-                "result": self.result.value,
-                "reason": self.reason.value if self.reason is not None else None,
-                "policy": {
-                    "id": self.policy_id,
-                    "satisfied": self.policy.satisfied if self.policy is not None else None,
-                    "failed": list(self.policy.failed) if self.policy is not None else [],
-                },
-            }
-        )
+        head = _JSON_TEXT.encode(self._head_json())
         tail = _JSON_TEXT.encode(
             {
                 "credentials": [c.to_json() for c in self.credentials],

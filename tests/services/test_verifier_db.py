@@ -9,7 +9,7 @@ import asyncio
 import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -225,12 +225,8 @@ def test_sqlite_syncs_fully_where_reboots_cannot_be_told(
     assert synchronous("full.sqlite3") == 2  # FULL
 
 
-def test_writes_on_the_callers_thread_when_the_database_is_free(
-    engine: Engine, writer: Writer
-) -> None:
-    writer.run(lambda connection: connection.execute(insert(audit_table), _audit_row(1)))
-    where = writer.try_now(lambda _connection: threading.current_thread())
-    assert where is threading.current_thread()
+def _hold_the_writer(writer: Writer) -> tuple[threading.Event, Future[None]]:
+    """Keep the writer thread inside a transaction until the returned gate is set."""
     gate, started = threading.Event(), threading.Event()
 
     def hold(_connection: Connection) -> None:
@@ -239,6 +235,16 @@ def test_writes_on_the_callers_thread_when_the_database_is_free(
 
     held = writer.submit(hold)
     assert started.wait(10)
+    return gate, held
+
+
+def test_writes_on_the_callers_thread_when_the_database_is_free(
+    engine: Engine, writer: Writer
+) -> None:
+    writer.run(lambda connection: connection.execute(insert(audit_table), _audit_row(1)))
+    where = writer.try_now(lambda _connection: threading.current_thread())
+    assert where is threading.current_thread()
+    gate, held = _hold_the_writer(writer)
     with pytest.raises(WriterBusy):
         writer.try_now(lambda connection: connection.execute(insert(audit_table), _audit_row(2)))
     gate.set()
@@ -300,14 +306,7 @@ def test_a_write_failing_in_a_loop_batch_fails_only_its_caller(
 
 
 def test_a_loop_batch_waits_for_a_busy_database(engine: Engine, writer: Writer) -> None:
-    gate, started = threading.Event(), threading.Event()
-
-    def hold(_connection: Connection) -> None:
-        started.set()
-        gate.wait(10)
-
-    held = writer.submit(hold)
-    assert started.wait(10)
+    gate, held = _hold_the_writer(writer)
     batch = LoopBatch(writer)
 
     async def add_all() -> list[None]:
