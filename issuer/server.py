@@ -11,7 +11,8 @@ uvicorn's own multi-worker socket does not, so every response written in two pie
 for the peer's delayed ACK (up to 40 ms on Linux).
 
 Each worker speaks HTTP through uvicorn's own protocol (httptools), with one change: what it
-writes in one turn of the event loop leaves in one ``send`` (:class:`CoalescingHTTPProtocol`).
+writes in one turn of the event loop leaves in one ``send``
+(:class:`civic_service.http.CoalescingHTTPProtocol`, which civic-verifier serve uses too).
 uvicorn writes a response's head and body separately, two system calls and two TCP segments
 for every answer of a few hundred bytes; the bytes and their order are the same.
 
@@ -21,7 +22,6 @@ container runtime) restarts the whole service, rather than this process hiding a
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import multiprocessing
@@ -29,20 +29,13 @@ import signal
 import socket
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.logging import DefaultFormatter
 
-if TYPE_CHECKING:
-    from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornProtocol
-else:
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _UvicornProtocol
-    except ImportError:  # uvicorn without httptools: its h11 protocol
-        from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornProtocol
-
+from civic_service.http import CoalescingHTTPProtocol
 from issuer.app import build_context, create_app, registry_trust
 from issuer.settings import IssuerSettings, load_runtime
 
@@ -74,52 +67,6 @@ class LevelPrefixFormatter(DefaultFormatter):
         if self.use_colors:
             return super().formatMessage(record)
         return f"{record.levelname}:{' ' * (8 - len(record.levelname))} {record.message}"
-
-
-class _CoalescingTransport:
-    """A transport whose writes wait for the end of the current event loop turn, then leave
-    together in one write of the real transport; everything else is the real transport's."""
-
-    __slots__ = ("_loop", "_pending", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._flush)
-        self._pending.append(data)
-
-    def writelines(self, chunks: Any) -> None:
-        for chunk in chunks:
-            self.write(chunk)
-
-    def _flush(self) -> None:
-        if self._pending:
-            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-            self._pending = []
-            self._transport.write(data)
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._pending = []
-        self._transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-class CoalescingHTTPProtocol(_UvicornProtocol):
-    """uvicorn's HTTP protocol writing each response's head and body in one ``send``."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        proxy = _CoalescingTransport(transport, asyncio.get_running_loop())
-        super().connection_made(cast("asyncio.Transport", proxy))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -30,6 +30,7 @@ from civic.encoding import json_dumps, json_loads_object
 from civic.errors import CivicError, ReasonCode, UsageError, VerificationError
 from civic.jose import PrivateKey, sign_jwt
 from civic.statuslist import Status
+from civic_service.http import _CoalescingTransport
 from issuer import db
 from issuer.admin import ApiPrincipal, create_offer
 from issuer.issuance import (
@@ -63,7 +64,7 @@ from issuer.oid4vci import (
     verify_key_proof,
     verify_key_proofs,
 )
-from issuer.server import LevelPrefixFormatter, _CoalescingTransport
+from issuer.server import LevelPrefixFormatter
 from issuer.settings import IssuerSettings, SettingsError, load_runtime
 from issuer.statuslists import (
     build_status_list,
