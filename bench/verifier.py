@@ -58,6 +58,7 @@ from bench.harness import write_report
 from civic.encoding import b64url_decode
 from civic.qr import is_packed, unpack
 from tests.services.registry_harness import stop_process
+from verifier.serving import PROTOCOL as SERVICE_PROTOCOL
 
 if TYPE_CHECKING:
     from tests.services.verifier_deploy import Deployment
@@ -179,7 +180,8 @@ class Uvicorn:
     connections landed on one worker (seen with ``ss``) and the other idled. Here each process
     listens on a socket of its own with ``SO_REUSEPORT`` and the kernel spreads the connections
     over them, as a balancer in front of the workers would. Each run records how they fell.
-    The sockets also get TCP_NODELAY on every connection (see :func:`serve`).
+    The sockets also get TCP_NODELAY on every connection, and every contender the HTTP
+    protocol ``civic-verifier serve`` uses (see :func:`serve`).
     """
 
     def __init__(self, target: str, env: Mapping[str, str], log: Path, *, factory: bool = False):
@@ -265,7 +267,11 @@ def serve(target: str, port: int, *, factory: bool) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(target, factory=factory, log_level="warning", access_log=False)
+    # Every contender speaks HTTP as ``civic-verifier serve`` does (each answer in one send):
+    # the figures then differ only by what the endpoints do.
+    config = uvicorn.Config(
+        target, factory=factory, log_level="warning", access_log=False, http=SERVICE_PROTOCOL
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
