@@ -10,16 +10,25 @@
   Infinity, numbers too large for a double (``1e400`` would be infinity), invalid UTF-8 and
   the unpaired surrogates of ``\\ud800`` escapes (no UTF-8 form: RFC 8259 section 8.2, RFC 7493
   section 2.1), and nesting deeper than a fixed bound.
+
+The ``*_py`` functions define this behaviour. Where the optional C accelerator
+``civic._speedups`` was built (setup.py), :func:`b64url_decode` and :func:`json_loads` are its
+versions of them, which tests hold to the same values, reason codes and details; setting
+``CIVIC_PURE_PYTHON=1`` before import keeps the pure-Python ones.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import importlib
 import json
 import math
+import os
 import re
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from civic.errors import MalformedError, ReasonCode
@@ -37,7 +46,7 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode(text: str | bytes) -> bytes:
+def b64url_decode_py(text: str | bytes) -> bytes:
     """Decode unpadded base64url, rejecting padding, foreign characters and non-canonical tails."""
     if isinstance(text, str):
         try:
@@ -155,7 +164,7 @@ def _has_unpaired_surrogate(value: Any) -> bool:
     return False
 
 
-def json_loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+def json_loads_py(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse JSON strictly. Raises :class:`MalformedError` with a precise reason code."""
     if isinstance(data, bytes):
         try:
@@ -203,6 +212,26 @@ def json_loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     ):
         raise MalformedError(ReasonCode.NESTING_TOO_DEEP, "JSON nested too deeply")
     return value
+
+
+def _load_speedups() -> ModuleType | None:
+    if os.environ.get("CIVIC_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        return importlib.import_module("civic._speedups")
+    except ImportError:  # built without a C compiler: the pure-Python decoders serve
+        return None
+
+
+speedups = _load_speedups()
+"""The C accelerator when built and not disabled, else ``None``."""
+
+b64url_decode: Callable[[str | bytes], bytes] = b64url_decode_py
+json_loads: Callable[..., Any] = json_loads_py
+if speedups is not None:
+    speedups.configure(MalformedError, ReasonCode, hashlib.sha256)
+    b64url_decode = speedups.b64url_decode
+    json_loads = speedups.json_loads
 
 
 def json_loads_object(data: str | bytes, *, what: str = "JSON value") -> dict[str, Any]:

@@ -29,7 +29,7 @@ from hashlib import sha256
 from typing import Any, NamedTuple
 
 from civic.clock import Clock, RandomBytes, random_below, system_clock, system_random
-from civic.encoding import b64url_decode, b64url_encode, json_dumps, json_loads
+from civic.encoding import b64url_decode, b64url_encode, json_dumps, json_loads, speedups
 from civic.errors import MalformedError, ReasonCode, UsageError, VerificationError
 from civic.jose import (
     Jws,
@@ -186,7 +186,7 @@ def parse_disclosure(encoded: str) -> Disclosure:
     return _parse_disclosures((encoded,))[0]
 
 
-def _parse_disclosures(encoded_disclosures: Iterable[str]) -> tuple[Disclosure, ...]:
+def parse_disclosures_py(encoded_disclosures: Iterable[str]) -> tuple[Disclosure, ...]:
     # One loop for all of a presentation's disclosures: per disclosure, the ASCII bytes serve
     # both the base64url decode and the digest.
     parsed: list[Disclosure] = []
@@ -233,6 +233,12 @@ def _parse_disclosures(encoded_disclosures: Iterable[str]) -> tuple[Disclosure, 
             )
         )
     return tuple(parsed)
+
+
+_parse_disclosures: Callable[[Sequence[str]], tuple[Disclosure, ...]] = parse_disclosures_py
+if speedups is not None:  # the C version of parse_disclosures_py (civic/_speedups.c)
+    speedups.configure_disclosures(Disclosure, _RESERVED_NAMES)
+    _parse_disclosures = speedups.parse_disclosures
 
 
 def parse_sd_jwt(text: str) -> ParsedSdJwt:

@@ -1,0 +1,1015 @@
+/*
+ * civic._speedups: optional C versions of the strict decoders on the verification hot path.
+ *
+ * Each function here has a pure-Python reference that defines its behaviour, and tests check
+ * the two give the same value, or the same error with the same reason code and detail, for
+ * every input (tests/unit/test_speedups.py):
+ *
+ *   b64url_decode      civic.encoding.b64url_decode_py      (RFC 7515 section 2, canonical only)
+ *   json_loads         civic.encoding.json_loads_py         (RFC 8259, strict; see that module)
+ *   parse_disclosures  civic.sdjwt.parse_disclosures_py     (RFC 9901 section 4.2)
+ *
+ * Why C: an SD-JWT VC presentation with six disclosures takes eleven base64url decodes and
+ * nine JSON parses, and in Python their call overhead costs about as much as one of the two
+ * Ed25519 signature checks. The JSON scanner follows CPython's Modules/_json.c step for step
+ * (the same grammar, the same points of failure), adding what the Python wrapper adds after
+ * it: duplicate member names, non-standard constants, infinite numbers, unpaired surrogates
+ * and the nesting bound. Errors are raised as civic.errors.MalformedError, registered by
+ * configure() and configure_disclosures() at import time.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+/* Set at import by configure() and configure_disclosures(): the error class, reason codes,
+ * SHA-256, the Disclosure tuple type and the reserved claim names, so that this module and
+ * the Python reference share one definition of each. */
+static PyObject *MalformedError = NULL;
+static PyObject *R_MALFORMED_BASE64, *R_MALFORMED_JSON, *R_MALFORMED_UTF8,
+    *R_DUPLICATE_JSON_MEMBER, *R_NUMBER_OUT_OF_RANGE, *R_NESTING_TOO_DEEP,
+    *R_MALFORMED_DISCLOSURE, *R_RESERVED_CLAIM_NAME;
+static PyTypeObject *DisclosureType = NULL;
+static PyObject *ReservedNames = NULL;
+static PyObject *Sha256 = NULL;
+static PyObject *DetailAttr = NULL;
+
+static const char B64URL_CHARS[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static signed char B64URL_VALUE[256];
+
+static int
+configured(void)
+{
+    if (MalformedError == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "civic._speedups.configure() was not called");
+        return 0;
+    }
+    return 1;
+}
+
+static void
+raise_malformed_obj(PyObject *reason, PyObject *detail)
+{
+    PyObject *exc = PyObject_CallFunctionObjArgs(MalformedError, reason, detail, NULL);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+}
+
+static void
+raise_malformed(PyObject *reason, const char *detail)
+{
+    PyObject *text = PyUnicode_FromString(detail);
+    if (text != NULL) {
+        raise_malformed_obj(reason, text);
+        Py_DECREF(text);
+    }
+}
+
+/* ---- base64url ------------------------------------------------------------------------- */
+
+/* Decodes n characters of unpadded base64url into a new bytes object. The checks and their
+ * order are those of b64url_decode_py: length, alphabet, canonical tail. */
+static PyObject *
+b64url_decode_chars(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t rem = n % 4, i, o = 0;
+    if (rem == 1) {
+        raise_malformed(R_MALFORMED_BASE64, "impossible base64url length");
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        if (B64URL_VALUE[s[i]] < 0) {
+            raise_malformed(R_MALFORMED_BASE64, "character outside base64url alphabet");
+            return NULL;
+        }
+    }
+    /* The last character carries 4 (rem 2) or 2 (rem 3) unused low bits that must be zero. */
+    if (rem && (B64URL_VALUE[s[n - 1]] & (rem == 2 ? 0x0F : 0x03))) {
+        raise_malformed(R_MALFORMED_BASE64, "non-canonical base64url");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n / 4 * 3 + (rem ? rem - 1 : 0));
+    if (out == NULL) {
+        return NULL;
+    }
+    unsigned char *d = (unsigned char *)PyBytes_AS_STRING(out);
+    for (i = 0; i + 4 <= n; i += 4) {
+        unsigned int v = ((unsigned int)B64URL_VALUE[s[i]] << 18) |
+                         ((unsigned int)B64URL_VALUE[s[i + 1]] << 12) |
+                         ((unsigned int)B64URL_VALUE[s[i + 2]] << 6) |
+                         (unsigned int)B64URL_VALUE[s[i + 3]];
+        d[o++] = (unsigned char)(v >> 16);
+        d[o++] = (unsigned char)(v >> 8);
+        d[o++] = (unsigned char)v;
+    }
+    if (rem) {
+        unsigned int v = ((unsigned int)B64URL_VALUE[s[i]] << 18) |
+                         ((unsigned int)B64URL_VALUE[s[i + 1]] << 12);
+        if (rem == 3) {
+            v |= (unsigned int)B64URL_VALUE[s[i + 2]] << 6;
+        }
+        d[o++] = (unsigned char)(v >> 16);
+        if (rem == 3) {
+            d[o++] = (unsigned char)(v >> 8);
+        }
+    }
+    return out;
+}
+
+/* A str (ASCII only) or bytes argument as a character buffer; NULL with the error set. */
+static const unsigned char *
+b64url_input(PyObject *arg, Py_ssize_t *n)
+{
+    if (PyUnicode_Check(arg)) {
+        if (PyUnicode_READY(arg) < 0) {
+            return NULL;
+        }
+        if (!PyUnicode_IS_ASCII(arg)) {
+            raise_malformed(R_MALFORMED_BASE64, "non-ASCII base64url");
+            return NULL;
+        }
+        *n = PyUnicode_GET_LENGTH(arg);
+        return (const unsigned char *)PyUnicode_1BYTE_DATA(arg);
+    }
+    if (PyBytes_Check(arg)) {
+        *n = PyBytes_GET_SIZE(arg);
+        return (const unsigned char *)PyBytes_AS_STRING(arg);
+    }
+    PyErr_SetString(PyExc_TypeError, "b64url_decode() takes str or bytes");
+    return NULL;
+}
+
+static PyObject *
+speedups_b64url_decode(PyObject *module, PyObject *arg)
+{
+    Py_ssize_t n;
+    if (!configured()) {
+        return NULL;
+    }
+    const unsigned char *s = b64url_input(arg, &n);
+    return s == NULL ? NULL : b64url_decode_chars(s, n);
+}
+
+/* ---- strict JSON ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject *text;
+    int kind;
+    const void *data;
+    Py_ssize_t end_idx; /* index of the last character, as in Modules/_json.c */
+    int max_depth;
+    int depth;
+    int too_deep;  /* a container nested deeper than max_depth: reported after the scan */
+    int surrogate; /* a string holds a surrogate code point: reported after the scan */
+} Scanner;
+
+#define READ(sc, i) PyUnicode_READ((sc)->kind, (sc)->data, (i))
+#define IS_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+#define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+#define IS_SURROGATE(c) ((c) >= 0xD800 && (c) <= 0xDFFF)
+
+static PyObject *scan_value(Scanner *sc, Py_ssize_t idx, Py_ssize_t *next);
+
+static void
+invalid_json(void)
+{
+    raise_malformed(R_MALFORMED_JSON, "invalid JSON");
+}
+
+static int
+hex_value(Py_UCS4 c)
+{
+    if (c >= '0' && c <= '9') {
+        return (int)(c - '0');
+    }
+    if (c >= 'a' && c <= 'f') {
+        return (int)(c - 'a' + 10);
+    }
+    if (c >= 'A' && c <= 'F') {
+        return (int)(c - 'A' + 10);
+    }
+    return -1;
+}
+
+/* The string whose opening quote is at start - 1 (scanstring_unicode, strict). */
+static PyObject *
+scan_string(Scanner *sc, Py_ssize_t start, Py_ssize_t *next)
+{
+    Py_ssize_t len = sc->end_idx + 1, i = start;
+    Py_UCS4 c = 0;
+    int check_surrogates = sc->kind != PyUnicode_1BYTE_KIND;
+    /* Fast path: no escape before the closing quote. */
+    while (i < len) {
+        c = READ(sc, i);
+        if (c == '"' || c == '\\' || c <= 0x1F) {
+            break;
+        }
+        if (check_surrogates && IS_SURROGATE(c)) {
+            sc->surrogate = 1;
+        }
+        i++;
+    }
+    if (i >= len || c <= 0x1F) {
+        invalid_json(); /* unterminated string, or a control character in it */
+        return NULL;
+    }
+    if (c == '"') {
+        *next = i + 1;
+        return PyUnicode_Substring(sc->text, start, i);
+    }
+    /* Slow path: escapes. The result is never longer than the rest of the input. */
+    Py_UCS4 *buf = PyMem_Malloc(sizeof(Py_UCS4) * (size_t)(len - start));
+    if (buf == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t n = 0, j;
+    for (j = start; j < i; j++) {
+        buf[n++] = READ(sc, j);
+    }
+    for (;;) {
+        if (i >= len) {
+            goto invalid;
+        }
+        c = READ(sc, i);
+        if (c == '"') {
+            break;
+        }
+        if (c <= 0x1F) {
+            goto invalid;
+        }
+        if (c != '\\') {
+            if (check_surrogates && IS_SURROGATE(c)) {
+                sc->surrogate = 1;
+            }
+            buf[n++] = c;
+            i++;
+            continue;
+        }
+        i++;
+        if (i >= len) {
+            goto invalid;
+        }
+        c = READ(sc, i);
+        if (c != 'u') {
+            switch (c) {
+            case '"': break;
+            case '\\': break;
+            case '/': break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            default: goto invalid;
+            }
+            buf[n++] = c;
+            i++;
+            continue;
+        }
+        /* \uXXXX, and a following \uXXXX low surrogate joined to a high one, exactly as
+         * scanstring_unicode does (including its "end + 6 < len" look-ahead). */
+        i++;
+        if (i + 4 > len) {
+            goto invalid;
+        }
+        c = 0;
+        for (j = i; j < i + 4; j++) {
+            int h = hex_value(READ(sc, j));
+            if (h < 0) {
+                goto invalid;
+            }
+            c = (c << 4) | (Py_UCS4)h;
+        }
+        i += 4;
+        if (Py_UNICODE_IS_HIGH_SURROGATE(c) && i + 6 < len && READ(sc, i) == '\\' &&
+            READ(sc, i + 1) == 'u') {
+            Py_UCS4 c2 = 0;
+            for (j = i + 2; j < i + 6; j++) {
+                int h = hex_value(READ(sc, j));
+                if (h < 0) {
+                    goto invalid;
+                }
+                c2 = (c2 << 4) | (Py_UCS4)h;
+            }
+            if (Py_UNICODE_IS_LOW_SURROGATE(c2)) {
+                c = Py_UNICODE_JOIN_SURROGATES(c, c2);
+                i += 6;
+            }
+        }
+        if (IS_SURROGATE(c)) {
+            sc->surrogate = 1;
+        }
+        buf[n++] = c;
+    }
+    *next = i + 1;
+    PyObject *result = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, buf, n);
+    PyMem_Free(buf);
+    return result;
+invalid:
+    PyMem_Free(buf);
+    invalid_json();
+    return NULL;
+}
+
+/* A number (_match_number_unicode): ints become int, fractions and exponents float, and a
+ * float that overflows to infinity is refused as _finite_float refuses it. */
+static PyObject *
+scan_number(Scanner *sc, Py_ssize_t start, Py_ssize_t *next)
+{
+    Py_ssize_t idx = start, end_idx = sc->end_idx;
+    int is_float = 0;
+    if (READ(sc, idx) == '-') {
+        idx++;
+        if (idx > end_idx) {
+            invalid_json();
+            return NULL;
+        }
+    }
+    Py_UCS4 c = READ(sc, idx);
+    if (c >= '1' && c <= '9') {
+        idx++;
+        while (idx <= end_idx && IS_DIGIT(READ(sc, idx))) {
+            idx++;
+        }
+    }
+    else if (c == '0') {
+        idx++;
+    }
+    else {
+        invalid_json();
+        return NULL;
+    }
+    if (idx < end_idx && READ(sc, idx) == '.' && IS_DIGIT(READ(sc, idx + 1))) {
+        is_float = 1;
+        idx += 2;
+        while (idx <= end_idx && IS_DIGIT(READ(sc, idx))) {
+            idx++;
+        }
+    }
+    if (idx < end_idx && (READ(sc, idx) == 'e' || READ(sc, idx) == 'E')) {
+        Py_ssize_t e_start = idx;
+        idx++;
+        if (idx < end_idx && (READ(sc, idx) == '-' || READ(sc, idx) == '+')) {
+            idx++;
+        }
+        while (idx <= end_idx && IS_DIGIT(READ(sc, idx))) {
+            idx++;
+        }
+        if (IS_DIGIT(READ(sc, idx - 1))) {
+            is_float = 1;
+        }
+        else {
+            idx = e_start;
+        }
+    }
+    *next = idx;
+    Py_ssize_t n = idx - start;
+    if (!is_float && n <= 18) {
+        long long v = 0;
+        Py_ssize_t k = start;
+        int negative = READ(sc, k) == '-';
+        for (k += negative; k < idx; k++) {
+            v = v * 10 + (long long)(READ(sc, k) - '0');
+        }
+        return PyLong_FromLongLong(negative ? -v : v);
+    }
+    char small[64];
+    char *text = n < (Py_ssize_t)sizeof(small) ? small : PyMem_Malloc((size_t)n + 1);
+    if (text == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        text[k] = (char)READ(sc, start + k);
+    }
+    text[n] = '\0';
+    PyObject *result;
+    if (is_float) {
+        double d = PyOS_string_to_double(text, NULL, NULL);
+        if (d == -1.0 && PyErr_Occurred()) {
+            result = NULL;
+        }
+        else if (isinf(d)) {
+            raise_malformed(R_NUMBER_OUT_OF_RANGE, "JSON number too large");
+            result = NULL;
+        }
+        else {
+            result = PyFloat_FromDouble(d);
+        }
+    }
+    else {
+        result = PyLong_FromString(text, NULL, 10);
+        if (result == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+            /* Over sys.get_int_max_str_digits(): the only ValueError an int of digits gives. */
+            PyErr_Clear();
+            raise_malformed(R_NUMBER_OUT_OF_RANGE, "JSON number too large");
+        }
+    }
+    if (text != small) {
+        PyMem_Free(text);
+    }
+    return result;
+}
+
+static Py_ssize_t
+skip_ws(Scanner *sc, Py_ssize_t idx)
+{
+    while (idx <= sc->end_idx && IS_WS(READ(sc, idx))) {
+        idx++;
+    }
+    return idx;
+}
+
+/* An object after its '{' (_parse_object_unicode). A repeated member name is reported when
+ * the object closes, as the object_pairs_hook of the Python reference reports it. */
+static PyObject *
+scan_object(Scanner *sc, Py_ssize_t idx, Py_ssize_t *next)
+{
+    Py_ssize_t end_idx = sc->end_idx;
+    int duplicate = 0;
+    PyObject *obj = PyDict_New();
+    if (obj == NULL) {
+        return NULL;
+    }
+    idx = skip_ws(sc, idx);
+    if (idx > end_idx || READ(sc, idx) != '}') {
+        while (idx <= end_idx) {
+            Py_ssize_t after;
+            if (READ(sc, idx) != '"') {
+                goto invalid;
+            }
+            PyObject *key = scan_string(sc, idx + 1, &after);
+            if (key == NULL) {
+                goto bail;
+            }
+            idx = skip_ws(sc, after);
+            if (idx > end_idx || READ(sc, idx) != ':') {
+                Py_DECREF(key);
+                goto invalid;
+            }
+            idx = skip_ws(sc, idx + 1);
+            PyObject *value = scan_value(sc, idx, &after);
+            if (value == NULL) {
+                Py_DECREF(key);
+                goto bail;
+            }
+            Py_ssize_t before = PyDict_GET_SIZE(obj);
+            int failed = PyDict_SetItem(obj, key, value);
+            Py_DECREF(key);
+            Py_DECREF(value);
+            if (failed) {
+                goto bail;
+            }
+            if (PyDict_GET_SIZE(obj) == before) {
+                duplicate = 1;
+            }
+            idx = skip_ws(sc, after);
+            if (idx <= end_idx && READ(sc, idx) == '}') {
+                break;
+            }
+            if (idx > end_idx || READ(sc, idx) != ',') {
+                goto invalid;
+            }
+            idx = skip_ws(sc, idx + 1);
+        }
+    }
+    if (idx > end_idx || READ(sc, idx) != '}') {
+        goto invalid;
+    }
+    if (duplicate) {
+        raise_malformed(R_DUPLICATE_JSON_MEMBER, "duplicate JSON member name");
+        goto bail;
+    }
+    *next = idx + 1;
+    return obj;
+invalid:
+    invalid_json();
+bail:
+    Py_DECREF(obj);
+    return NULL;
+}
+
+/* An array after its '[' (_parse_array_unicode). */
+static PyObject *
+scan_array(Scanner *sc, Py_ssize_t idx, Py_ssize_t *next)
+{
+    Py_ssize_t end_idx = sc->end_idx;
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    idx = skip_ws(sc, idx);
+    if (idx > end_idx || READ(sc, idx) != ']') {
+        while (idx <= end_idx) {
+            Py_ssize_t after;
+            PyObject *value = scan_value(sc, idx, &after);
+            if (value == NULL) {
+                goto bail;
+            }
+            int failed = PyList_Append(list, value);
+            Py_DECREF(value);
+            if (failed) {
+                goto bail;
+            }
+            idx = skip_ws(sc, after);
+            if (idx <= end_idx && READ(sc, idx) == ']') {
+                break;
+            }
+            if (idx > end_idx || READ(sc, idx) != ',') {
+                goto invalid;
+            }
+            idx = skip_ws(sc, idx + 1);
+        }
+    }
+    if (idx > end_idx || READ(sc, idx) != ']') {
+        goto invalid;
+    }
+    *next = idx + 1;
+    return list;
+invalid:
+    invalid_json();
+bail:
+    Py_DECREF(list);
+    return NULL;
+}
+
+static int
+matches(Scanner *sc, Py_ssize_t idx, const char *word)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(word);
+    if (idx + n - 1 > sc->end_idx) {
+        return 0;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (READ(sc, idx + k) != (Py_UCS4)(unsigned char)word[k]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+scan_container(Scanner *sc, Py_ssize_t idx, Py_ssize_t *next, int is_object)
+{
+    /* One recursion level per container, as Modules/_json.c counts them: input nested past
+     * the interpreter's limit fails with RecursionError, which loads_text reports as too deep
+     * once the stack has unwound (raising MalformedError here would itself recurse). */
+    if (Py_EnterRecursiveCall(" while decoding JSON")) {
+        return NULL;
+    }
+    if (++sc->depth > sc->max_depth) {
+        sc->too_deep = 1;
+    }
+    PyObject *result = is_object ? scan_object(sc, idx + 1, next) : scan_array(sc, idx + 1, next);
+    sc->depth--;
+    Py_LeaveRecursiveCall();
+    return result;
+}
+
+/* One JSON value at idx (scan_once_unicode). */
+static PyObject *
+scan_value(Scanner *sc, Py_ssize_t idx, Py_ssize_t *next)
+{
+    if (idx > sc->end_idx) {
+        invalid_json();
+        return NULL;
+    }
+    switch (READ(sc, idx)) {
+    case '"':
+        return scan_string(sc, idx + 1, next);
+    case '{':
+        return scan_container(sc, idx, next, 1);
+    case '[':
+        return scan_container(sc, idx, next, 0);
+    case 'n':
+        if (matches(sc, idx, "null")) {
+            *next = idx + 4;
+            Py_RETURN_NONE;
+        }
+        break;
+    case 't':
+        if (matches(sc, idx, "true")) {
+            *next = idx + 4;
+            Py_RETURN_TRUE;
+        }
+        break;
+    case 'f':
+        if (matches(sc, idx, "false")) {
+            *next = idx + 5;
+            Py_RETURN_FALSE;
+        }
+        break;
+    case 'N':
+        if (matches(sc, idx, "NaN")) {
+            raise_malformed(R_MALFORMED_JSON, "non-standard JSON constant NaN");
+            return NULL;
+        }
+        break;
+    case 'I':
+        if (matches(sc, idx, "Infinity")) {
+            raise_malformed(R_MALFORMED_JSON, "non-standard JSON constant Infinity");
+            return NULL;
+        }
+        break;
+    case '-':
+        if (matches(sc, idx, "-Infinity")) {
+            raise_malformed(R_MALFORMED_JSON, "non-standard JSON constant -Infinity");
+            return NULL;
+        }
+        break;
+    }
+    return scan_number(sc, idx, next);
+}
+
+/* json_loads_py on a str: leading whitespace, one value, trailing whitespace only; then the
+ * deferred surrogate and nesting checks, in that order. */
+static PyObject *
+loads_text(PyObject *text, int max_depth)
+{
+    if (PyUnicode_READY(text) < 0) {
+        return NULL;
+    }
+    Scanner sc = {text, PyUnicode_KIND(text), PyUnicode_DATA(text),
+                  PyUnicode_GET_LENGTH(text) - 1, max_depth, 0, 0, 0};
+    Py_ssize_t end;
+    PyObject *value = scan_value(&sc, skip_ws(&sc, 0), &end);
+    if (value == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
+            PyErr_Clear();
+            raise_malformed(R_NESTING_TOO_DEEP, "JSON nested too deeply");
+        }
+        return NULL;
+    }
+    if (skip_ws(&sc, end) <= sc.end_idx) {
+        Py_DECREF(value);
+        raise_malformed(R_MALFORMED_JSON, "trailing data after JSON");
+        return NULL;
+    }
+    if (sc.surrogate) {
+        Py_DECREF(value);
+        raise_malformed(R_MALFORMED_UTF8, "unpaired surrogate in a JSON string");
+        return NULL;
+    }
+    if (sc.too_deep) {
+        Py_DECREF(value);
+        raise_malformed(R_NESTING_TOO_DEEP, "JSON nested too deeply");
+        return NULL;
+    }
+    return value;
+}
+
+static PyObject *
+loads_utf8(const char *data, Py_ssize_t n, int max_depth)
+{
+    PyObject *text = PyUnicode_DecodeUTF8(data, n, "strict");
+    if (text == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            raise_malformed(R_MALFORMED_UTF8, "invalid UTF-8");
+        }
+        return NULL;
+    }
+    PyObject *value = loads_text(text, max_depth);
+    Py_DECREF(text);
+    return value;
+}
+
+static PyObject *
+speedups_json_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *depth_arg = NULL;
+    if (!configured()) {
+        return NULL;
+    }
+    if (nargs < 1 || nargs + nkw > 2 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "json_loads(data, max_depth=64)");
+        return NULL;
+    }
+    if (nargs == 2) {
+        depth_arg = args[1];
+    }
+    else if (nkw == 1) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
+            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "max_depth") != 0) {
+            PyErr_SetString(PyExc_TypeError, "json_loads(data, max_depth=64)");
+            return NULL;
+        }
+        depth_arg = args[1];
+    }
+    int max_depth = 64;
+    if (depth_arg != NULL) {
+        long d = PyLong_AsLong(depth_arg);
+        if (d == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        max_depth = d > INT_MAX ? INT_MAX : (d < 0 ? 0 : (int)d);
+    }
+    PyObject *data = args[0];
+    if (PyBytes_Check(data)) {
+        return loads_utf8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), max_depth);
+    }
+    if (PyUnicode_Check(data)) {
+        return loads_text(data, max_depth);
+    }
+    PyErr_SetString(PyExc_TypeError, "json_loads() takes str or bytes");
+    return NULL;
+}
+
+/* ---- SD-JWT disclosures ----------------------------------------------------------------- */
+
+/* The MalformedError being raised, re-raised as MALFORMED_DISCLOSURE with its detail. */
+static void
+reraise_as_disclosure_error(void)
+{
+    if (!PyErr_ExceptionMatches(MalformedError)) {
+        return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *detail = value == NULL ? NULL : PyObject_GetAttr(value, DetailAttr);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    if (detail != NULL) {
+        raise_malformed_obj(R_MALFORMED_DISCLOSURE, detail);
+        Py_DECREF(detail);
+    }
+}
+
+/* base64url(SHA-256(ascii)), unpadded: the digest a payload's _sd array lists. */
+static PyObject *
+disclosure_digest(const unsigned char *ascii, Py_ssize_t n)
+{
+    PyObject *view = PyMemoryView_FromMemory((char *)ascii, n, PyBUF_READ);
+    if (view == NULL) {
+        return NULL;
+    }
+    PyObject *hash = PyObject_CallOneArg(Sha256, view);
+    Py_DECREF(view);
+    if (hash == NULL) {
+        return NULL;
+    }
+    PyObject *digest = PyObject_CallMethod(hash, "digest", NULL);
+    Py_DECREF(hash);
+    if (digest == NULL) {
+        return NULL;
+    }
+    if (!PyBytes_Check(digest) || PyBytes_GET_SIZE(digest) != 32) {
+        Py_DECREF(digest);
+        PyErr_SetString(PyExc_RuntimeError, "sha256 digest is not 32 bytes");
+        return NULL;
+    }
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(digest);
+    char out[43];
+    int o = 0;
+    for (int i = 0; i < 30; i += 3) {
+        unsigned int v = ((unsigned int)d[i] << 16) | ((unsigned int)d[i + 1] << 8) | d[i + 2];
+        out[o++] = B64URL_CHARS[(v >> 18) & 63];
+        out[o++] = B64URL_CHARS[(v >> 12) & 63];
+        out[o++] = B64URL_CHARS[(v >> 6) & 63];
+        out[o++] = B64URL_CHARS[v & 63];
+    }
+    unsigned int v = ((unsigned int)d[30] << 16) | ((unsigned int)d[31] << 8);
+    out[o++] = B64URL_CHARS[(v >> 18) & 63];
+    out[o++] = B64URL_CHARS[(v >> 12) & 63];
+    out[o++] = B64URL_CHARS[(v >> 6) & 63];
+    Py_DECREF(digest);
+    return PyUnicode_FromStringAndSize(out, 43);
+}
+
+/* One disclosure as a Disclosure(encoded, digest, salt, name, value); parse_disclosures_py's
+ * checks in its order. */
+static PyObject *
+parse_one_disclosure(PyObject *encoded)
+{
+    if (!PyUnicode_Check(encoded)) {
+        PyErr_SetString(PyExc_TypeError, "disclosures are str");
+        return NULL;
+    }
+    if (PyUnicode_READY(encoded) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(encoded);
+    if (n == 0) {
+        raise_malformed(R_MALFORMED_DISCLOSURE, "empty disclosure");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(encoded)) {
+        raise_malformed(R_MALFORMED_DISCLOSURE, "non-ASCII base64url");
+        return NULL;
+    }
+    const unsigned char *ascii = (const unsigned char *)PyUnicode_1BYTE_DATA(encoded);
+    PyObject *raw = b64url_decode_chars(ascii, n);
+    if (raw == NULL) {
+        reraise_as_disclosure_error();
+        return NULL;
+    }
+    PyObject *content = loads_utf8(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), 64);
+    Py_DECREF(raw);
+    if (content == NULL) {
+        reraise_as_disclosure_error();
+        return NULL;
+    }
+    Py_ssize_t size = PyList_CheckExact(content) ? PyList_GET_SIZE(content) : 0;
+    PyObject *salt, *name, *value;
+    if (size == 3) {
+        salt = PyList_GET_ITEM(content, 0);
+        name = PyList_GET_ITEM(content, 1);
+        value = PyList_GET_ITEM(content, 2);
+        if (!PyUnicode_CheckExact(salt)) {
+            raise_malformed(R_MALFORMED_DISCLOSURE, "disclosure salt is not a string");
+            goto fail;
+        }
+        if (!PyUnicode_CheckExact(name)) {
+            raise_malformed(R_MALFORMED_DISCLOSURE, "claim name is not a string");
+            goto fail;
+        }
+        int reserved = PySet_Contains(ReservedNames, name);
+        if (reserved < 0) {
+            goto fail;
+        }
+        if (reserved) {
+            PyObject *detail = PyUnicode_FromFormat("disclosed claim name %R", name);
+            if (detail != NULL) {
+                raise_malformed_obj(R_RESERVED_CLAIM_NAME, detail);
+                Py_DECREF(detail);
+            }
+            goto fail;
+        }
+    }
+    else if (size == 2) {
+        salt = PyList_GET_ITEM(content, 0);
+        name = Py_None;
+        value = PyList_GET_ITEM(content, 1);
+        if (!PyUnicode_CheckExact(salt)) {
+            raise_malformed(R_MALFORMED_DISCLOSURE, "disclosure salt is not a string");
+            goto fail;
+        }
+    }
+    else {
+        raise_malformed(R_MALFORMED_DISCLOSURE, "disclosure is not a 2 or 3 array");
+        goto fail;
+    }
+    PyObject *digest = disclosure_digest(ascii, n);
+    if (digest == NULL) {
+        goto fail;
+    }
+    /* A Disclosure is a NamedTuple: filled as tuple.__new__(Disclosure, ...) fills it. */
+    PyObject *result = DisclosureType->tp_alloc(DisclosureType, 5);
+    if (result == NULL) {
+        Py_DECREF(digest);
+        goto fail;
+    }
+    Py_INCREF(encoded);
+    Py_INCREF(salt);
+    Py_INCREF(name);
+    Py_INCREF(value);
+    PyTuple_SET_ITEM(result, 0, encoded);
+    PyTuple_SET_ITEM(result, 1, digest);
+    PyTuple_SET_ITEM(result, 2, salt);
+    PyTuple_SET_ITEM(result, 3, name);
+    PyTuple_SET_ITEM(result, 4, value);
+    Py_DECREF(content);
+    return result;
+fail:
+    Py_DECREF(content);
+    return NULL;
+}
+
+static PyObject *
+speedups_parse_disclosures(PyObject *module, PyObject *arg)
+{
+    if (!configured()) {
+        return NULL;
+    }
+    if (DisclosureType == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_disclosures() was not called");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(arg, "parse_disclosures() takes a sequence of str");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *result = PyTuple_New(n);
+    if (result == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *disclosure = parse_one_disclosure(PySequence_Fast_GET_ITEM(seq, i));
+        if (disclosure == NULL) {
+            Py_DECREF(seq);
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, i, disclosure);
+    }
+    Py_DECREF(seq);
+    return result;
+}
+
+/* ---- configuration ---------------------------------------------------------------------- */
+
+static int
+take_reason(PyObject *reasons, const char *name, PyObject **slot)
+{
+    PyObject *member = PyObject_GetAttrString(reasons, name);
+    if (member == NULL) {
+        return -1;
+    }
+    Py_XSETREF(*slot, member);
+    return 0;
+}
+
+static PyObject *
+speedups_configure(PyObject *module, PyObject *args)
+{
+    PyObject *error, *reasons, *sha256;
+    if (!PyArg_ParseTuple(args, "OOO:configure", &error, &reasons, &sha256)) {
+        return NULL;
+    }
+    if (!PyType_Check(error) || !PyType_IsSubtype((PyTypeObject *)error,
+                                                  (PyTypeObject *)PyExc_Exception)) {
+        PyErr_SetString(PyExc_TypeError, "the error must be an exception class");
+        return NULL;
+    }
+    if (take_reason(reasons, "MALFORMED_BASE64", &R_MALFORMED_BASE64) ||
+        take_reason(reasons, "MALFORMED_JSON", &R_MALFORMED_JSON) ||
+        take_reason(reasons, "MALFORMED_UTF8", &R_MALFORMED_UTF8) ||
+        take_reason(reasons, "DUPLICATE_JSON_MEMBER", &R_DUPLICATE_JSON_MEMBER) ||
+        take_reason(reasons, "NUMBER_OUT_OF_RANGE", &R_NUMBER_OUT_OF_RANGE) ||
+        take_reason(reasons, "NESTING_TOO_DEEP", &R_NESTING_TOO_DEEP) ||
+        take_reason(reasons, "MALFORMED_DISCLOSURE", &R_MALFORMED_DISCLOSURE) ||
+        take_reason(reasons, "RESERVED_CLAIM_NAME", &R_RESERVED_CLAIM_NAME)) {
+        return NULL;
+    }
+    Py_INCREF(sha256);
+    Py_XSETREF(Sha256, sha256);
+    Py_INCREF(error);
+    Py_XSETREF(MalformedError, error);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+speedups_configure_disclosures(PyObject *module, PyObject *args)
+{
+    PyObject *disclosure, *reserved;
+    if (!PyArg_ParseTuple(args, "OO:configure_disclosures", &disclosure, &reserved)) {
+        return NULL;
+    }
+    if (!PyType_Check(disclosure) ||
+        !PyType_IsSubtype((PyTypeObject *)disclosure, &PyTuple_Type) ||
+        ((PyTypeObject *)disclosure)->tp_basicsize != PyTuple_Type.tp_basicsize) {
+        PyErr_SetString(PyExc_TypeError, "Disclosure must be a NamedTuple without extra slots");
+        return NULL;
+    }
+    if (!PyFrozenSet_Check(reserved)) {
+        PyErr_SetString(PyExc_TypeError, "reserved names must be a frozenset");
+        return NULL;
+    }
+    Py_INCREF(reserved);
+    Py_XSETREF(ReservedNames, reserved);
+    Py_INCREF(disclosure);
+    Py_XSETREF(DisclosureType, (PyTypeObject *)disclosure);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef speedups_methods[] = {
+    {"configure", speedups_configure, METH_VARARGS,
+     "configure(error, reasons, sha256): bind the error class, reason codes and SHA-256."},
+    {"configure_disclosures", speedups_configure_disclosures, METH_VARARGS,
+     "configure_disclosures(disclosure, reserved_names): bind the Disclosure type."},
+    {"b64url_decode", speedups_b64url_decode, METH_O,
+     "Strict unpadded base64url decode; see civic.encoding.b64url_decode_py."},
+    {"json_loads", (PyCFunction)(void (*)(void))speedups_json_loads,
+     METH_FASTCALL | METH_KEYWORDS,
+     "Strict JSON parse; see civic.encoding.json_loads_py."},
+    {"parse_disclosures", speedups_parse_disclosures, METH_O,
+     "Decode SD-JWT disclosures; see civic.sdjwt.parse_disclosures_py."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "civic._speedups",
+    "Optional C versions of civic's strict decoders (see civic/_speedups.c).", -1,
+    speedups_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    memset(B64URL_VALUE, -1, sizeof(B64URL_VALUE));
+    for (int i = 0; i < 64; i++) {
+        B64URL_VALUE[(unsigned char)B64URL_CHARS[i]] = (signed char)i;
+    }
+    DetailAttr = PyUnicode_InternFromString("detail");
+    if (DetailAttr == NULL) {
+        return NULL;
+    }
+    return PyModule_Create(&speedups_module);
+}
