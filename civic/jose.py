@@ -21,6 +21,7 @@ signature check calls libsodium directly instead of going through a generic JOSE
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -55,6 +56,9 @@ MAX_JWS_LENGTH = 64 * 1024
 
 _P256_ORDER_BYTES = 32
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+# pynacl's cffi binding of libsodium (always built with pynacl), for the verify hot path.
+_sodium: Any = importlib.import_module("nacl._sodium")
 
 
 def _b64_field(jwk: Mapping[str, Any], name: str, length: int) -> bytes:
@@ -101,12 +105,17 @@ class PublicKey:
         if len(signature) != 64:
             return False
         if self.alg == "EdDSA":
-            try:
-                # libsodium's combined-mode open is the only verify binding pynacl exposes.
-                nacl.bindings.crypto_sign_open(signature + signing_input, self.raw)
-            except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
-                return False
-            return True
+            # libsodium's combined-mode open is the only verify binding pynacl has. Called
+            # through pynacl's cffi module with no output buffer, it checks the signature
+            # without the message buffer allocated and copied out that nacl.bindings makes.
+            signed = signature + signing_input
+            return (
+                len(self.raw) == 32
+                and _sodium.lib.crypto_sign_open(
+                    _sodium.ffi.NULL, _sodium.ffi.NULL, signed, len(signed), self.raw
+                )
+                == 0
+            )
         assert self._ec_key is not None
         der = encode_dss_signature(
             int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
