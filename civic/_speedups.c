@@ -8,6 +8,7 @@
  *   b64url_decode      civic.encoding.b64url_decode_py      (RFC 7515 section 2, canonical only)
  *   json_loads         civic.encoding.json_loads_py         (RFC 8259, strict; see that module)
  *   parse_disclosures  civic.sdjwt.parse_disclosures_py     (RFC 9901 section 4.2)
+ *   resolve_disclosures civic.sdjwt.resolve_disclosures_py  (RFC 9901 section 7.1 step 3)
  *
  * Why C: an SD-JWT VC presentation with six disclosures takes eleven base64url decodes and
  * nine JSON parses, and in Python their call overhead costs about as much as one of the two
@@ -25,10 +26,12 @@
 /* Set at import by configure() and configure_disclosures(): the error class, reason codes,
  * SHA-256, the Disclosure tuple type and the reserved claim names, so that this module and
  * the Python reference share one definition of each. */
-static PyObject *MalformedError = NULL;
+static PyObject *MalformedError = NULL, *VerificationError = NULL;
 static PyObject *R_MALFORMED_BASE64, *R_MALFORMED_JSON, *R_MALFORMED_UTF8,
     *R_DUPLICATE_JSON_MEMBER, *R_NUMBER_OUT_OF_RANGE, *R_NESTING_TOO_DEEP,
-    *R_MALFORMED_DISCLOSURE, *R_RESERVED_CLAIM_NAME;
+    *R_MALFORMED_DISCLOSURE, *R_RESERVED_CLAIM_NAME, *R_MALFORMED_SD_JWT,
+    *R_DISCLOSURE_DUPLICATE, *R_DIGEST_DUPLICATE, *R_CLAIM_NAME_COLLISION;
+static PyObject *SdKey = NULL, *EllipsisKey = NULL;
 static PyTypeObject *DisclosureType = NULL;
 static PyObject *ReservedNames = NULL;
 static PyObject *Sha256 = NULL;
@@ -49,9 +52,9 @@ configured(void)
 }
 
 static void
-raise_malformed_obj(PyObject *reason, PyObject *detail)
+raise_error_obj(PyObject *error, PyObject *reason, PyObject *detail)
 {
-    PyObject *exc = PyObject_CallFunctionObjArgs(MalformedError, reason, detail, NULL);
+    PyObject *exc = PyObject_CallFunctionObjArgs(error, reason, detail, NULL);
     if (exc != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
         Py_DECREF(exc);
@@ -59,13 +62,25 @@ raise_malformed_obj(PyObject *reason, PyObject *detail)
 }
 
 static void
-raise_malformed(PyObject *reason, const char *detail)
+raise_malformed_obj(PyObject *reason, PyObject *detail)
+{
+    raise_error_obj(MalformedError, reason, detail);
+}
+
+static void
+raise_error(PyObject *error, PyObject *reason, const char *detail)
 {
     PyObject *text = PyUnicode_FromString(detail);
     if (text != NULL) {
-        raise_malformed_obj(reason, text);
+        raise_error_obj(error, reason, text);
         Py_DECREF(text);
     }
+}
+
+static void
+raise_malformed(PyObject *reason, const char *detail)
+{
+    raise_error(MalformedError, reason, detail);
 }
 
 /* ---- base64url ------------------------------------------------------------------------- */
@@ -914,6 +929,337 @@ speedups_parse_disclosures(PyObject *module, PyObject *arg)
     return result;
 }
 
+/* ---- SD-JWT disclosure processing ------------------------------------------------------- */
+
+/* resolve_disclosures_py (RFC 9901 section 7.1 step 3): the payload with each referenced
+ * disclosure substituted, recursively, with the claim path and digest of each one found, in
+ * the reference's order of traversal and of checks. */
+typedef struct {
+    PyObject *by_digest; /* digest -> Disclosure */
+    PyObject *seen;      /* every digest met so far, anywhere */
+    PyObject *disclosed; /* claim paths, in the order found */
+    PyObject *digests;   /* their digests, parallel to disclosed */
+} Resolver;
+
+static PyObject *resolve_object(Resolver *r, PyObject *node, PyObject *path);
+static PyObject *resolve_array(Resolver *r, PyObject *node, PyObject *path);
+
+/* path + (item,) as a new tuple. */
+static PyObject *
+path_plus(PyObject *path, PyObject *item)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(path);
+    PyObject *result = PyTuple_New(n + 1);
+    if (result == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *part = PyTuple_GET_ITEM(path, i);
+        Py_INCREF(part);
+        PyTuple_SET_ITEM(result, i, part);
+    }
+    Py_INCREF(item);
+    PyTuple_SET_ITEM(result, n, item);
+    return result;
+}
+
+static PyObject *
+resolve_value(Resolver *r, PyObject *node, PyObject *path)
+{
+    if (PyDict_CheckExact(node)) {
+        return resolve_object(r, node, path);
+    }
+    if (PyList_CheckExact(node)) {
+        return resolve_array(r, node, path);
+    }
+    Py_INCREF(node);
+    return node;
+}
+
+static int
+is_ascii_key(PyObject *key, const char *text)
+{
+    return PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, text) == 0;
+}
+
+/* The first sight of a digest: a string never met before. 0 on success, -1 with the error. */
+static int
+see_digest(Resolver *r, PyObject *digest)
+{
+    if (!PyUnicode_Check(digest)) {
+        raise_malformed(R_MALFORMED_SD_JWT, "digest is not a string");
+        return -1;
+    }
+    int seen = PySet_Contains(r->seen, digest);
+    if (seen < 0) {
+        return -1;
+    }
+    if (seen) {
+        raise_error(VerificationError, R_DIGEST_DUPLICATE, "digest appears twice");
+        return -1;
+    }
+    return PySet_Add(r->seen, digest);
+}
+
+/* Records a disclosure found at claim_path and returns its processed value. */
+static PyObject *
+take_disclosure(Resolver *r, PyObject *disclosure, PyObject *claim_path)
+{
+    if (PyList_Append(r->disclosed, claim_path) < 0 ||
+        PyList_Append(r->digests, PyTuple_GET_ITEM(disclosure, 1)) < 0) {
+        return NULL;
+    }
+    return resolve_value(r, PyTuple_GET_ITEM(disclosure, 4), claim_path);
+}
+
+static PyObject *
+resolve_object(Resolver *r, PyObject *node, PyObject *path)
+{
+    if (Py_EnterRecursiveCall(" in SD-JWT disclosures")) {
+        return NULL;
+    }
+    PyObject *out = PyDict_Copy(node), *digests = NULL, *key, *value;
+    Py_ssize_t pos = 0;
+    if (out == NULL) {
+        goto fail;
+    }
+    /* Containers replaced in place; '_sd' skipped here and read below. */
+    while (PyDict_Next(node, &pos, &key, &value)) {
+        int is_dict = PyDict_CheckExact(value), is_list = PyList_CheckExact(value);
+        if (is_dict || is_list) {
+            int reserved = PySet_Contains(ReservedNames, key);
+            if (reserved < 0) {
+                goto fail;
+            }
+            if (reserved) {
+                if (is_ascii_key(key, "_sd")) {
+                    continue;
+                }
+                raise_malformed(R_MALFORMED_SD_JWT, "'...' outside an array element");
+                goto fail;
+            }
+            Py_INCREF(key);
+            Py_INCREF(value);
+            PyObject *sub = path_plus(path, key);
+            PyObject *done = sub == NULL ? NULL
+                             : is_dict  ? resolve_object(r, value, sub)
+                                        : resolve_array(r, value, sub);
+            Py_XDECREF(sub);
+            Py_DECREF(value);
+            if (done == NULL || PyDict_SetItem(out, key, done) < 0) {
+                Py_XDECREF(done);
+                Py_DECREF(key);
+                goto fail;
+            }
+            Py_DECREF(done);
+            Py_DECREF(key);
+        }
+        else if (is_ascii_key(key, "...")) {
+            raise_malformed(R_MALFORMED_SD_JWT, "'...' outside an array element");
+            goto fail;
+        }
+    }
+    /* out.pop("_sd", None): an absent or null _sd means no digests. */
+    digests = PyDict_GetItemWithError(out, SdKey);
+    if (digests == NULL) {
+        if (PyErr_Occurred()) {
+            goto fail;
+        }
+        Py_LeaveRecursiveCall();
+        return out;
+    }
+    Py_INCREF(digests);
+    if (PyDict_DelItem(out, SdKey) < 0) {
+        goto fail;
+    }
+    if (digests == Py_None) {
+        Py_DECREF(digests);
+        Py_LeaveRecursiveCall();
+        return out;
+    }
+    if (!PyList_Check(digests)) {
+        raise_malformed(R_MALFORMED_SD_JWT, "_sd is not an array");
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(digests); i++) {
+        PyObject *digest = PyList_GET_ITEM(digests, i);
+        if (see_digest(r, digest) < 0) {
+            goto fail;
+        }
+        PyObject *disclosure = PyDict_GetItemWithError(r->by_digest, digest);
+        if (disclosure == NULL) {
+            if (PyErr_Occurred()) {
+                goto fail;
+            }
+            continue; /* undisclosed claim or decoy */
+        }
+        PyObject *name = PyTuple_GET_ITEM(disclosure, 3);
+        if (name == Py_None) {
+            raise_error(VerificationError, R_MALFORMED_DISCLOSURE,
+                        "array-element disclosure used for an object");
+            goto fail;
+        }
+        int taken = PyDict_Contains(out, name);
+        if (taken < 0) {
+            goto fail;
+        }
+        if (taken) {
+            PyObject *detail = PyUnicode_FromFormat("claim %R twice", name);
+            if (detail != NULL) {
+                raise_error_obj(VerificationError, R_CLAIM_NAME_COLLISION, detail);
+                Py_DECREF(detail);
+            }
+            goto fail;
+        }
+        Py_INCREF(disclosure);
+        PyObject *claim_path = path_plus(path, name);
+        PyObject *claim = claim_path == NULL ? NULL : take_disclosure(r, disclosure, claim_path);
+        Py_XDECREF(claim_path);
+        int failed = claim == NULL || PyDict_SetItem(out, name, claim) < 0;
+        Py_XDECREF(claim);
+        Py_DECREF(disclosure);
+        if (failed) {
+            goto fail;
+        }
+    }
+    Py_DECREF(digests);
+    Py_LeaveRecursiveCall();
+    return out;
+fail:
+    Py_XDECREF(digests);
+    Py_XDECREF(out);
+    Py_LeaveRecursiveCall();
+    return NULL;
+}
+
+static PyObject *
+resolve_array(Resolver *r, PyObject *node, PyObject *path)
+{
+    if (Py_EnterRecursiveCall(" in SD-JWT disclosures")) {
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(node); i++) {
+        PyObject *item = PyList_GET_ITEM(node, i), *element;
+        int marked = 0;
+        Py_INCREF(item);
+        if (PyDict_Check(item)) {
+            marked = PyDict_Contains(item, EllipsisKey);
+            if (marked < 0) {
+                Py_DECREF(item);
+                goto fail;
+            }
+        }
+        PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(out));
+        PyObject *element_path = index == NULL ? NULL : path_plus(path, index);
+        Py_XDECREF(index);
+        if (element_path == NULL) {
+            Py_DECREF(item);
+            goto fail;
+        }
+        if (!marked) {
+            element = resolve_value(r, item, element_path);
+        }
+        else if (PyDict_GET_SIZE(item) != 1) {
+            raise_malformed(R_MALFORMED_SD_JWT, "'...' with other members");
+            element = NULL;
+        }
+        else {
+            PyObject *digest = PyDict_GetItem(item, EllipsisKey);
+            PyObject *disclosure = NULL;
+            element = NULL;
+            if (see_digest(r, digest) == 0) {
+                disclosure = PyDict_GetItemWithError(r->by_digest, digest);
+                if (disclosure == NULL && !PyErr_Occurred()) {
+                    /* undisclosed element or decoy */
+                    Py_DECREF(element_path);
+                    Py_DECREF(item);
+                    continue;
+                }
+            }
+            if (disclosure != NULL) {
+                if (PyTuple_GET_ITEM(disclosure, 3) != Py_None) {
+                    raise_error(VerificationError, R_MALFORMED_DISCLOSURE,
+                                "object disclosure used for an element");
+                }
+                else {
+                    Py_INCREF(disclosure);
+                    element = take_disclosure(r, disclosure, element_path);
+                    Py_DECREF(disclosure);
+                }
+            }
+        }
+        Py_DECREF(element_path);
+        Py_DECREF(item);
+        if (element == NULL) {
+            goto fail;
+        }
+        int failed = PyList_Append(out, element);
+        Py_DECREF(element);
+        if (failed) {
+            goto fail;
+        }
+    }
+    Py_LeaveRecursiveCall();
+    return out;
+fail:
+    Py_XDECREF(out);
+    Py_LeaveRecursiveCall();
+    return NULL;
+}
+
+static PyObject *
+speedups_resolve_disclosures(PyObject *module, PyObject *args)
+{
+    PyObject *payload, *disclosures, *result = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!:resolve_disclosures", &PyDict_Type, &payload,
+                          &PyTuple_Type, &disclosures)) {
+        return NULL;
+    }
+    if (VerificationError == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_disclosures() was not called");
+        return NULL;
+    }
+    Resolver r = {PyDict_New(), PySet_New(NULL), PyList_New(0), PyList_New(0)};
+    if (r.by_digest == NULL || r.seen == NULL || r.disclosed == NULL || r.digests == NULL) {
+        goto done;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(disclosures);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *disclosure = PyTuple_GET_ITEM(disclosures, i);
+        if (!PyObject_TypeCheck(disclosure, DisclosureType)) {
+            PyErr_SetString(PyExc_TypeError, "resolve_disclosures() takes Disclosure tuples");
+            goto done;
+        }
+        if (PyDict_SetItem(r.by_digest, PyTuple_GET_ITEM(disclosure, 1), disclosure) < 0) {
+            goto done;
+        }
+    }
+    if (PyDict_GET_SIZE(r.by_digest) != n) {
+        raise_error(VerificationError, R_DISCLOSURE_DUPLICATE, "disclosure sent twice");
+        goto done;
+    }
+    PyObject *root = PyTuple_New(0);
+    if (root == NULL) {
+        goto done;
+    }
+    PyObject *claims = resolve_object(&r, payload, root);
+    Py_DECREF(root);
+    if (claims != NULL) {
+        result = PyTuple_Pack(3, claims, r.disclosed, r.digests);
+        Py_DECREF(claims);
+    }
+done:
+    Py_XDECREF(r.by_digest);
+    Py_XDECREF(r.seen);
+    Py_XDECREF(r.disclosed);
+    Py_XDECREF(r.digests);
+    return result;
+}
+
 /* ---- configuration ---------------------------------------------------------------------- */
 
 static int
@@ -946,7 +1292,11 @@ speedups_configure(PyObject *module, PyObject *args)
         take_reason(reasons, "NUMBER_OUT_OF_RANGE", &R_NUMBER_OUT_OF_RANGE) ||
         take_reason(reasons, "NESTING_TOO_DEEP", &R_NESTING_TOO_DEEP) ||
         take_reason(reasons, "MALFORMED_DISCLOSURE", &R_MALFORMED_DISCLOSURE) ||
-        take_reason(reasons, "RESERVED_CLAIM_NAME", &R_RESERVED_CLAIM_NAME)) {
+        take_reason(reasons, "RESERVED_CLAIM_NAME", &R_RESERVED_CLAIM_NAME) ||
+        take_reason(reasons, "MALFORMED_SD_JWT", &R_MALFORMED_SD_JWT) ||
+        take_reason(reasons, "DISCLOSURE_DUPLICATE", &R_DISCLOSURE_DUPLICATE) ||
+        take_reason(reasons, "DIGEST_DUPLICATE", &R_DIGEST_DUPLICATE) ||
+        take_reason(reasons, "CLAIM_NAME_COLLISION", &R_CLAIM_NAME_COLLISION)) {
         return NULL;
     }
     Py_INCREF(sha256);
@@ -959,8 +1309,14 @@ speedups_configure(PyObject *module, PyObject *args)
 static PyObject *
 speedups_configure_disclosures(PyObject *module, PyObject *args)
 {
-    PyObject *disclosure, *reserved;
-    if (!PyArg_ParseTuple(args, "OO:configure_disclosures", &disclosure, &reserved)) {
+    PyObject *disclosure, *reserved, *verification_error;
+    if (!PyArg_ParseTuple(args, "OOO:configure_disclosures", &disclosure, &reserved,
+                          &verification_error)) {
+        return NULL;
+    }
+    if (!PyType_Check(verification_error) ||
+        !PyType_IsSubtype((PyTypeObject *)verification_error, (PyTypeObject *)PyExc_Exception)) {
+        PyErr_SetString(PyExc_TypeError, "the error must be an exception class");
         return NULL;
     }
     if (!PyType_Check(disclosure) ||
@@ -975,6 +1331,8 @@ speedups_configure_disclosures(PyObject *module, PyObject *args)
     }
     Py_INCREF(reserved);
     Py_XSETREF(ReservedNames, reserved);
+    Py_INCREF(verification_error);
+    Py_XSETREF(VerificationError, verification_error);
     Py_INCREF(disclosure);
     Py_XSETREF(DisclosureType, (PyTypeObject *)disclosure);
     Py_RETURN_NONE;
@@ -984,7 +1342,8 @@ static PyMethodDef speedups_methods[] = {
     {"configure", speedups_configure, METH_VARARGS,
      "configure(error, reasons, sha256): bind the error class, reason codes and SHA-256."},
     {"configure_disclosures", speedups_configure_disclosures, METH_VARARGS,
-     "configure_disclosures(disclosure, reserved_names): bind the Disclosure type."},
+     "configure_disclosures(disclosure, reserved_names, verification_error): bind the "
+     "Disclosure type."},
     {"b64url_decode", speedups_b64url_decode, METH_O,
      "Strict unpadded base64url decode; see civic.encoding.b64url_decode_py."},
     {"json_loads", (PyCFunction)(void (*)(void))speedups_json_loads,
@@ -992,6 +1351,8 @@ static PyMethodDef speedups_methods[] = {
      "Strict JSON parse; see civic.encoding.json_loads_py."},
     {"parse_disclosures", speedups_parse_disclosures, METH_O,
      "Decode SD-JWT disclosures; see civic.sdjwt.parse_disclosures_py."},
+    {"resolve_disclosures", speedups_resolve_disclosures, METH_VARARGS,
+     "Substitute disclosures into a payload; see civic.sdjwt.resolve_disclosures_py."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1009,7 +1370,9 @@ PyInit__speedups(void)
         B64URL_VALUE[(unsigned char)B64URL_CHARS[i]] = (signed char)i;
     }
     DetailAttr = PyUnicode_InternFromString("detail");
-    if (DetailAttr == NULL) {
+    SdKey = PyUnicode_InternFromString("_sd");
+    EllipsisKey = PyUnicode_InternFromString("...");
+    if (DetailAttr == NULL || SdKey == NULL || EllipsisKey == NULL) {
         return NULL;
     }
     return PyModule_Create(&speedups_module);

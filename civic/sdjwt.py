@@ -237,7 +237,7 @@ def parse_disclosures_py(encoded_disclosures: Iterable[str]) -> tuple[Disclosure
 
 _parse_disclosures: Callable[[Sequence[str]], tuple[Disclosure, ...]] = parse_disclosures_py
 if speedups is not None:  # the C version of parse_disclosures_py (civic/_speedups.c)
-    speedups.configure_disclosures(Disclosure, _RESERVED_NAMES)
+    speedups.configure_disclosures(Disclosure, _RESERVED_NAMES, VerificationError)
     _parse_disclosures = speedups.parse_disclosures
 
 
@@ -406,20 +406,36 @@ class _Resolver:
         return out
 
 
+def resolve_disclosures_py(
+    payload: dict[str, Any], disclosures: tuple[Disclosure, ...]
+) -> tuple[dict[str, Any], list[ClaimPath], list[str]]:
+    """The payload with every referenced disclosure substituted, the claim path of each
+    disclosure found, and its digest (parallel lists, in the order found)."""
+    resolver = _Resolver(disclosures)
+    claims = resolver.object(payload, ())
+    return claims, resolver.disclosed, resolver.digests
+
+
+_resolve_disclosures: Callable[
+    [dict[str, Any], tuple[Disclosure, ...]], tuple[dict[str, Any], list[ClaimPath], list[str]]
+] = resolve_disclosures_py
+if speedups is not None:  # the C version of resolve_disclosures_py (civic/_speedups.c)
+    _resolve_disclosures = speedups.resolve_disclosures
+
+
 def process_disclosures(parsed: ParsedSdJwt) -> ProcessedClaims:
     """Substitute disclosures into the payload, rejecting duplicates and unreferenced ones."""
     sd_alg = parsed.payload.get("_sd_alg", SD_ALG)
     if sd_alg != SD_ALG:
         raise VerificationError(ReasonCode.SD_ALG_UNSUPPORTED, "only sha-256 digests")
-    resolver = _Resolver(parsed.disclosures)
-    claims = resolver.object(parsed.payload, ())
+    claims, disclosed, _ = _resolve_disclosures(parsed.payload, parsed.disclosures)
     claims.pop("_sd_alg", None)
-    # Digests are unique, so each disclosure found was recorded once in ``disclosed``.
-    if len(resolver.disclosed) != len(resolver.by_digest):
+    # Digests and disclosures are unique, so each disclosure found was recorded once.
+    if len(disclosed) != len(parsed.disclosures):
         raise VerificationError(
             ReasonCode.DISCLOSURE_UNREFERENCED, "a disclosure is not referenced by any digest"
         )
-    return ProcessedClaims(claims, tuple(resolver.disclosed))
+    return ProcessedClaims(claims, tuple(disclosed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,9 +546,8 @@ def verify_sd_jwt(
 
 def disclosure_paths(parsed: ParsedSdJwt) -> dict[str, ClaimPath]:
     """For a holder with every disclosure: the claim path each disclosure reveals, by digest."""
-    resolver = _Resolver(parsed.disclosures)
-    resolver.object(parsed.payload, ())
-    return dict(zip(resolver.digests, resolver.disclosed, strict=True))
+    _, disclosed, digests = _resolve_disclosures(parsed.payload, parsed.disclosures)
+    return dict(zip(digests, disclosed, strict=True))
 
 
 def _is_prefix(prefix: ClaimPath, path: ClaimPath) -> bool:
