@@ -28,7 +28,7 @@ from typing import Any, Final
 import nacl.exceptions
 import nacl.pwhash
 import nacl.secret
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from civic.clock import RandomBytes, system_random
 from civic.encoding import (
@@ -281,13 +281,17 @@ class KeyStore:
             memlimit=memlimit,
         )
         with db.write_transaction(self._engine) as connection:
+            # "Newest" picks the signing key, so creation times must be strictly ordered: a key
+            # made within the second of the newest one (a rotation scripted right after init)
+            # is recorded one second later instead of tying with it.
+            newest = connection.execute(select(func.max(db.signing_keys.c.created_at))).scalar()
             connection.execute(
                 db.signing_keys.insert().values(
                     kid=signer.kid,
                     alg=alg,
                     public_jwk=json_dumps(signer.public_key.to_jwk()),
                     key_file=file_name,
-                    created_at=now,
+                    created_at=now if newest is None else max(now, newest + 1),
                     retired_at=None,
                 )
             )

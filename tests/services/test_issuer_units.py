@@ -399,6 +399,21 @@ def test_key_store(tmp_path: Path) -> None:
     assert "PASSPHRASE" not in repr(store) and PASSPHRASE not in repr(store)
 
 
+def test_key_created_in_the_same_second_is_the_newer(tmp_path: Path) -> None:
+    # Kids are thumbprints, in no particular order: with equal creation times a rotation
+    # right after init would sign with either key. Several keys make a lucky order unlikely.
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.create_schema(engine)
+    store = KeyStore(engine, tmp_path / "keys", passphrase=None)
+    made = [store.create("EdDSA", now=NOW, **ARGON_FAST) for _ in range(6)]
+    assert [s.kid for s in store.signers()] == [s.kid for s in reversed(made)]
+    times = [created for _, _, created in store.public_keys()]
+    assert times == [NOW + 5, NOW + 4, NOW + 3, NOW + 2, NOW + 1, NOW]
+    # A key made later than that keeps its own time.
+    later = store.create("EdDSA", now=NOW + 100, **ARGON_FAST)
+    assert store.public_keys()[0][0] == later.kid and store.public_keys()[0][2] == NOW + 100
+
+
 # --- settings ------------------------------------------------------------------------------
 
 
