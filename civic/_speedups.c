@@ -437,6 +437,23 @@ skip_ws(Scanner *sc, Py_ssize_t idx)
     return idx;
 }
 
+/* After a member or an element: 1 at the closing bracket, 0 past a comma (idx then at the
+ * next member), -1 at anything else. */
+static int
+next_member(Scanner *sc, Py_ssize_t *idx, Py_UCS4 close)
+{
+    Py_ssize_t i = skip_ws(sc, *idx);
+    if (i <= sc->end_idx && READ(sc, i) == close) {
+        *idx = i;
+        return 1;
+    }
+    if (i > sc->end_idx || READ(sc, i) != ',') {
+        return -1;
+    }
+    *idx = skip_ws(sc, i + 1);
+    return 0;
+}
+
 /* An object after its '{' (_parse_object_unicode). A repeated member name is reported when
  * the object closes, as the object_pairs_hook of the Python reference reports it. */
 static PyObject *
@@ -480,14 +497,14 @@ scan_object(Scanner *sc, Py_ssize_t idx, Py_ssize_t *next)
             if (PyDict_GET_SIZE(obj) == before) {
                 duplicate = 1;
             }
-            idx = skip_ws(sc, after);
-            if (idx <= end_idx && READ(sc, idx) == '}') {
+            idx = after;
+            int step = next_member(sc, &idx, '}');
+            if (step > 0) {
                 break;
             }
-            if (idx > end_idx || READ(sc, idx) != ',') {
+            if (step < 0) {
                 goto invalid;
             }
-            idx = skip_ws(sc, idx + 1);
         }
     }
     if (idx > end_idx || READ(sc, idx) != '}') {
@@ -528,14 +545,14 @@ scan_array(Scanner *sc, Py_ssize_t idx, Py_ssize_t *next)
             if (failed) {
                 goto bail;
             }
-            idx = skip_ws(sc, after);
-            if (idx <= end_idx && READ(sc, idx) == ']') {
+            idx = after;
+            int step = next_member(sc, &idx, ']');
+            if (step > 0) {
                 break;
             }
-            if (idx > end_idx || READ(sc, idx) != ',') {
+            if (step < 0) {
                 goto invalid;
             }
-            idx = skip_ws(sc, idx + 1);
         }
     }
     if (idx > end_idx || READ(sc, idx) != ']') {
