@@ -1,32 +1,39 @@
-"""Strict base64 and JSON: every malformed input gets a CivicError with its reason code."""
+"""Strict base64 and JSON: every malformed input gets a CivicError with its reason code.
+
+The decoder tests run twice: on the pure-Python references and on the C accelerator
+civic._speedups (tests/speedups.py), which must behave the same.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from civic.encoding import (
-    b64std_decode,
-    b64std_encode,
-    b64url_decode,
-    b64url_encode,
-    json_dumps,
-    json_loads,
-    json_loads_object,
-)
+import civic.encoding
+from civic.encoding import b64std_decode, b64std_encode, b64url_encode, json_dumps
 from civic.errors import CivicError, MalformedError, ReasonCode
+from tests.speedups import IMPLEMENTATIONS, bound
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS)
+def encoding(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    """civic.encoding with b64url_decode and json_loads bound to one implementation."""
+    with bound(request.param):
+        yield civic.encoding
 
 
 @given(st.binary(max_size=200))
-def test_b64url_round_trip_and_matches_stdlib(data: bytes) -> None:
+def test_b64url_round_trip_and_matches_stdlib(encoding: ModuleType, data: bytes) -> None:
     text = b64url_encode(data)
     assert "=" not in text
     assert text == base64.urlsafe_b64encode(data).decode().rstrip("=")
-    assert b64url_decode(text) == data
+    assert encoding.b64url_decode(text) == data
 
 
 @pytest.mark.parametrize(
@@ -41,16 +48,16 @@ def test_b64url_round_trip_and_matches_stdlib(data: bytes) -> None:
         ("äb", "non-ASCII"),
     ],
 )
-def test_b64url_rejects_non_canonical(text: str, why: str) -> None:
+def test_b64url_rejects_non_canonical(encoding: ModuleType, text: str, why: str) -> None:
     with pytest.raises(MalformedError) as info:
-        b64url_decode(text)
+        encoding.b64url_decode(text)
     assert info.value.reason is ReasonCode.MALFORMED_BASE64, why
 
 
 @given(st.text(max_size=40))
-def test_b64url_decode_only_raises_civic_errors(text: str) -> None:
+def test_b64url_decode_only_raises_civic_errors(encoding: ModuleType, text: str) -> None:
     try:
-        decoded = b64url_decode(text)
+        decoded = encoding.b64url_decode(text)
     except CivicError as exc:
         assert exc.reason is ReasonCode.MALFORMED_BASE64
     else:
@@ -68,12 +75,12 @@ def test_b64std_rejects_non_canonical(text: str) -> None:
         b64std_decode(text)
 
 
-def test_json_rejects_duplicate_members_at_any_depth() -> None:
+def test_json_rejects_duplicate_members_at_any_depth(encoding: ModuleType) -> None:
     with pytest.raises(MalformedError) as info:
-        json_loads('{"a":1,"a":2}')
+        encoding.json_loads('{"a":1,"a":2}')
     assert info.value.reason is ReasonCode.DUPLICATE_JSON_MEMBER
     with pytest.raises(MalformedError) as info:
-        json_loads('{"x":[{"b":1,"b":1}]}')
+        encoding.json_loads('{"x":[{"b":1,"b":1}]}')
     assert info.value.reason is ReasonCode.DUPLICATE_JSON_MEMBER
 
 
@@ -95,19 +102,25 @@ def test_json_rejects_duplicate_members_at_any_depth() -> None:
         ('["\ud800"]', ReasonCode.MALFORMED_UTF8),
     ],
 )
-def test_json_rejections_carry_reason(data: str | bytes, reason: ReasonCode) -> None:
+def test_json_rejections_carry_reason(
+    encoding: ModuleType, data: str | bytes, reason: ReasonCode
+) -> None:
     with pytest.raises(MalformedError) as info:
-        json_loads(data)
+        encoding.json_loads(data)
     assert info.value.reason is reason
 
 
-def test_json_keeps_surrogate_pairs_and_tiny_floats() -> None:
-    assert json_loads('["\\ud83d\\ude00", "\\\\ud800", 1e-400]') == ["\U0001f600", "\\ud800", 0.0]
+def test_json_keeps_surrogate_pairs_and_tiny_floats(encoding: ModuleType) -> None:
+    assert encoding.json_loads('["\\ud83d\\ude00", "\\\\ud800", 1e-400]') == [
+        "\U0001f600",
+        "\\ud800",
+        0.0,
+    ]
 
 
-def test_json_object_required() -> None:
+def test_json_object_required(encoding: ModuleType) -> None:
     with pytest.raises(MalformedError) as info:
-        json_loads_object("[1]", what="header")
+        encoding.json_loads_object("[1]", what="header")
     assert "header" in info.value.detail
 
 
@@ -118,5 +131,5 @@ def test_json_object_required() -> None:
         max_leaves=20,
     )
 )
-def test_json_round_trip_matches_stdlib(value: object) -> None:
-    assert json_loads(json_dumps(value)) == json.loads(json_dumps(value))
+def test_json_round_trip_matches_stdlib(encoding: ModuleType, value: object) -> None:
+    assert encoding.json_loads(json_dumps(value)) == json.loads(json_dumps(value))
