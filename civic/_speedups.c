@@ -177,9 +177,11 @@ typedef struct {
     Py_ssize_t end_idx; /* index of the last character, as in Modules/_json.c */
     int max_depth;
     int depth;
-    int too_deep;  /* a container nested deeper than max_depth: reported after the scan */
     int surrogate; /* a string holds a surrogate code point: reported after the scan */
 } Scanner;
+
+/* The deepest max_depth a caller may ask for (civic.encoding.MAX_JSON_DEPTH_LIMIT). */
+#define MAX_DEPTH_LIMIT 512
 
 #define READ(sc, i) PyUnicode_READ((sc)->kind, (sc)->data, (i))
 #define IS_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
@@ -592,7 +594,12 @@ scan_container(Scanner *sc, Py_ssize_t idx, Py_ssize_t *next, int is_object)
         return NULL;
     }
     if (++sc->depth > sc->max_depth) {
-        sc->too_deep = 1;
+        /* The whole text nests too deeply, whatever else is wrong with it (json_loads_py
+         * scans it first): no need to look further. */
+        sc->depth--;
+        Py_LeaveRecursiveCall();
+        raise_malformed(R_NESTING_TOO_DEEP, "JSON nested too deeply");
+        return NULL;
     }
     PyObject *result = is_object ? scan_object(sc, idx + 1, next) : scan_array(sc, idx + 1, next);
     sc->depth--;
@@ -655,8 +662,40 @@ scan_value(Scanner *sc, Py_ssize_t idx, Py_ssize_t *next)
     return scan_number(sc, idx, next);
 }
 
-/* json_loads_py on a str: leading whitespace, one value, trailing whitespace only; then the
- * deferred surrogate and nesting checks, in that order. */
+/* civic.encoding.nesting_exceeds: brackets outside strings, as a lexer reads strings (a quote,
+ * escaped pairs, up to the next quote or the end), counted over the whole text. */
+static int
+nesting_exceeds(Scanner *sc, int limit)
+{
+    Py_ssize_t depth = 0, i = 0, len = sc->end_idx + 1;
+    while (i < len) {
+        Py_UCS4 c = READ(sc, i++);
+        if (c == '"') {
+            while (i < len) {
+                c = READ(sc, i++);
+                if (c == '\\') {
+                    i++;
+                }
+                else if (c == '"') {
+                    break;
+                }
+            }
+        }
+        else if (c == '[' || c == '{') {
+            if (++depth > limit) {
+                return 1;
+            }
+        }
+        else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return 0;
+}
+
+/* json_loads_py on a str: leading whitespace, one value, trailing whitespace only, then
+ * unpaired surrogates. Nesting is checked as the scan goes; when the scan fails on something
+ * else, the whole text is scanned for nesting too, as json_loads_py does first. */
 static PyObject *
 loads_text(PyObject *text, int max_depth)
 {
@@ -664,29 +703,28 @@ loads_text(PyObject *text, int max_depth)
         return NULL;
     }
     Scanner sc = {text, PyUnicode_KIND(text), PyUnicode_DATA(text),
-                  PyUnicode_GET_LENGTH(text) - 1, max_depth, 0, 0, 0};
+                  PyUnicode_GET_LENGTH(text) - 1, max_depth, 0, 0};
     Py_ssize_t end;
     PyObject *value = scan_value(&sc, skip_ws(&sc, 0), &end);
+    if (value != NULL && skip_ws(&sc, end) <= sc.end_idx) {
+        Py_CLEAR(value);
+        raise_malformed(R_MALFORMED_JSON, "trailing data after JSON");
+    }
     if (value == NULL) {
         if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
+            /* only from a caller already deep in its own stack */
+            PyErr_Clear();
+            raise_malformed(R_NESTING_TOO_DEEP, "JSON nested too deeply");
+        }
+        else if (PyErr_ExceptionMatches(MalformedError) && nesting_exceeds(&sc, max_depth)) {
             PyErr_Clear();
             raise_malformed(R_NESTING_TOO_DEEP, "JSON nested too deeply");
         }
         return NULL;
     }
-    if (skip_ws(&sc, end) <= sc.end_idx) {
-        Py_DECREF(value);
-        raise_malformed(R_MALFORMED_JSON, "trailing data after JSON");
-        return NULL;
-    }
     if (sc.surrogate) {
         Py_DECREF(value);
         raise_malformed(R_MALFORMED_UTF8, "unpaired surrogate in a JSON string");
-        return NULL;
-    }
-    if (sc.too_deep) {
-        Py_DECREF(value);
-        raise_malformed(R_NESTING_TOO_DEEP, "JSON nested too deeply");
         return NULL;
     }
     return value;
@@ -733,11 +771,15 @@ speedups_json_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs, P
     }
     int max_depth = 64;
     if (depth_arg != NULL) {
-        long d = PyLong_AsLong(depth_arg);
+        int overflow;
+        long d = PyLong_AsLongAndOverflow(depth_arg, &overflow);
         if (d == -1 && PyErr_Occurred()) {
             return NULL;
         }
-        max_depth = d > INT_MAX ? INT_MAX : (d < 0 ? 0 : (int)d);
+        /* clamped to 0 .. MAX_DEPTH_LIMIT, as json_loads_py clamps it */
+        max_depth = overflow > 0 || d > MAX_DEPTH_LIMIT ? MAX_DEPTH_LIMIT
+                    : overflow < 0 || d < 0           ? 0
+                                                      : (int)d;
     }
     PyObject *data = args[0];
     if (PyBytes_Check(data)) {
@@ -1029,10 +1071,23 @@ take_disclosure(Resolver *r, PyObject *disclosure, PyObject *claim_path)
     return resolve_value(r, PyTuple_GET_ITEM(disclosure, 4), claim_path);
 }
 
+/* A container at claim depth MAX_CLAIM_DEPTH is refused (resolve_disclosures_py). */
+#define MAX_CLAIM_DEPTH 64
+
+static int
+claims_too_deep(PyObject *path)
+{
+    if (PyTuple_GET_SIZE(path) >= MAX_CLAIM_DEPTH) {
+        raise_malformed(R_NESTING_TOO_DEEP, "claims nested too deeply");
+        return 1;
+    }
+    return 0;
+}
+
 static PyObject *
 resolve_object(Resolver *r, PyObject *node, PyObject *path)
 {
-    if (Py_EnterRecursiveCall(" in SD-JWT disclosures")) {
+    if (claims_too_deep(path) || Py_EnterRecursiveCall(" in SD-JWT disclosures")) {
         return NULL;
     }
     PyObject *out = PyDict_Copy(node), *digests = NULL, *key, *value;
@@ -1152,7 +1207,7 @@ fail:
 static PyObject *
 resolve_array(Resolver *r, PyObject *node, PyObject *path)
 {
-    if (Py_EnterRecursiveCall(" in SD-JWT disclosures")) {
+    if (claims_too_deep(path) || Py_EnterRecursiveCall(" in SD-JWT disclosures")) {
         return NULL;
     }
     PyObject *out = PyList_New(0);

@@ -28,6 +28,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from itertools import accumulate
 from types import ModuleType
 from typing import Any
 
@@ -40,6 +41,9 @@ _CANONICAL_LAST = (b"", b"", _B64URL_ALPHABET[::16], _B64URL_ALPHABET[::4])
 _PAD = (b"", b"", b"==", b"=")
 
 MAX_JSON_DEPTH = 64
+MAX_JSON_DEPTH_LIMIT = 512
+"""The deepest ``max_depth`` a caller may ask for: parsers recurse once per level, and 512
+levels stay well inside the interpreter's recursion limit."""
 
 
 def b64url_encode(data: bytes) -> str:
@@ -122,20 +126,18 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = _STRICT_DECODER.scan_once  # type
 _JSON_WHITESPACE = " \t\n\r"
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node  # type: ignore[assignment]
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
+# Strings as a lexer reads them, in malformed text too: a quote, escaped pairs, up to the next
+# quote or the end. What is left between them is what brackets nest by.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether the brackets outside strings nest deeper than ``limit``, counted over the
+    whole text, malformed or not (each opening bracket +1, each closing one -1)."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > limit
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89abcdefABCDEF]")
@@ -165,7 +167,13 @@ def _has_unpaired_surrogate(value: Any) -> bool:
 
 
 def json_loads_py(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse JSON strictly. Raises :class:`MalformedError` with a precise reason code."""
+    """Parse JSON strictly. Raises :class:`MalformedError` with a precise reason code.
+
+    Checks, in this order: UTF-8; nesting deeper than ``max_depth`` (clamped to 0 to
+    ``MAX_JSON_DEPTH_LIMIT``), over the whole text so that the answer does not depend on how
+    far a parser got; then the grammar, duplicate names, constants and number ranges as met;
+    trailing data; unpaired surrogates.
+    """
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -176,6 +184,14 @@ def json_loads_py(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     else:
         text = data
         may_hold_surrogate = "\\u" in text or not text.isascii()
+    max_depth = min(max(max_depth, 0), MAX_JSON_DEPTH_LIMIT)
+    # Nesting needs one bracket per level: most inputs have too few to need the scan.
+    if (
+        len(text) > max_depth
+        and text.count("[") + text.count("{") > max_depth
+        and nesting_exceeds(text, max_depth)
+    ):
+        raise MalformedError(ReasonCode.NESTING_TOO_DEEP, "JSON nested too deeply")
     # The decoder's C scanner is called directly: the Python wrappers around it cost more than
     # the scan itself for the small documents on the verification hot path.
     start = (
@@ -185,7 +201,7 @@ def json_loads_py(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         value, end = _SCAN(text, start)
     except MalformedError:
         raise
-    except RecursionError:
+    except RecursionError:  # only from a caller already deep in its own stack
         raise MalformedError(ReasonCode.NESTING_TOO_DEEP, "JSON nested too deeply") from None
     except StopIteration:
         raise MalformedError(ReasonCode.MALFORMED_JSON, "invalid JSON") from None
@@ -203,14 +219,6 @@ def json_loads_py(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         and _has_unpaired_surrogate(value)
     ):
         raise MalformedError(ReasonCode.MALFORMED_UTF8, "unpaired surrogate in a JSON string")
-    # Nesting needs one bracket per level: most inputs have too few to need the walk.
-    if (
-        len(text) > max_depth
-        and text.count("[") + text.count("{") > max_depth
-        and isinstance(value, (dict, list))
-        and _depth_exceeds(value, max_depth)
-    ):
-        raise MalformedError(ReasonCode.NESTING_TOO_DEEP, "JSON nested too deeply")
     return value
 
 

@@ -29,7 +29,14 @@ from hashlib import sha256
 from typing import Any, NamedTuple
 
 from civic.clock import Clock, RandomBytes, random_below, system_clock, system_random
-from civic.encoding import b64url_decode, b64url_encode, json_dumps, json_loads, speedups
+from civic.encoding import (
+    MAX_JSON_DEPTH,
+    b64url_decode_py,
+    b64url_encode,
+    json_dumps,
+    json_loads_py,
+    speedups,
+)
 from civic.errors import MalformedError, ReasonCode, UsageError, VerificationError
 from civic.jose import (
     Jws,
@@ -47,6 +54,10 @@ SD_ALG = "sha-256"
 KB_JWT_TYP = "kb+jwt"
 MAX_PRESENTATION_LENGTH = 256 * 1024
 MAX_DISCLOSURES = 1024
+MAX_CLAIM_DEPTH = MAX_JSON_DEPTH
+"""Deepest nesting of processed claims, counting the levels that disclosures add: each
+disclosure is bounded as JSON, but a chain of them (a value holding the next one's digest)
+is bounded only here."""
 _RESERVED_NAMES = frozenset({"_sd", "..."})
 _SALT_BYTES = 16  # 128 bits, as RFC 9901 section 9.3 recommends
 _STD_TO_URL = bytes.maketrans(b"+/", b"-_")
@@ -198,7 +209,7 @@ def parse_disclosures_py(encoded_disclosures: Iterable[str]) -> tuple[Disclosure
         except UnicodeEncodeError:
             raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, "non-ASCII base64url") from None
         try:
-            content = json_loads(b64url_decode(ascii_bytes))
+            content = json_loads_py(b64url_decode_py(ascii_bytes))
         except MalformedError as exc:
             raise MalformedError(ReasonCode.MALFORMED_DISCLOSURE, exc.detail) from None
         size = len(content) if type(content) is list else 0
@@ -333,6 +344,8 @@ class _Resolver:
         return node
 
     def object(self, node: dict[str, Any], path: ClaimPath) -> dict[str, Any]:
+        if len(path) >= MAX_CLAIM_DEPTH:
+            raise MalformedError(ReasonCode.NESTING_TOO_DEEP, "claims nested too deeply")
         # Scalars are most of a payload: copied in one go, then containers replaced in order.
         out = node.copy()
         for key, value in node.items():
@@ -385,6 +398,8 @@ class _Resolver:
         return out
 
     def array(self, node: list[Any], path: ClaimPath) -> list[Any]:
+        if len(path) >= MAX_CLAIM_DEPTH:
+            raise MalformedError(ReasonCode.NESTING_TOO_DEEP, "claims nested too deeply")
         out: list[Any] = []
         for item in node:
             if isinstance(item, dict) and "..." in item:

@@ -34,10 +34,17 @@ from hypothesis import strategies as st
 import civic.encoding
 import civic.sdjwt
 from civic.clock import FixedClock
-from civic.encoding import b64url_decode_py, b64url_encode, json_loads_py, speedups
-from civic.errors import CivicError, MalformedError
+from civic.encoding import (
+    MAX_JSON_DEPTH,
+    b64url_decode_py,
+    b64url_encode,
+    json_loads_py,
+    speedups,
+)
+from civic.errors import CivicError, MalformedError, ReasonCode
 from civic.jose import PrivateKey
 from civic.sdjwt import (
+    MAX_CLAIM_DEPTH,
     SD,
     Disclosure,
     disclosure_digest,
@@ -687,10 +694,13 @@ def test_json_loads_same_with_max_depth(max_depth: int) -> None:
 
 
 def test_json_loads_max_depth_beyond_a_c_long() -> None:
-    # max_depth is any int for the reference. Known mismatch (reported): the C version raises
-    # OverflowError ("Python int too large to convert to C long") from PyLong_AsLong.
+    # Both clamp max_depth to 0 .. MAX_JSON_DEPTH_LIMIT, whatever the int.
     assert_same_json("[[]]", max_depth=2**63)
     assert_same_json("[[]]", max_depth=-(2**63) - 1)
+    assert outcome(C.json_loads, "[[]]", max_depth=2**63)[0] == "ok"
+    assert outcome(C.json_loads, "[" * 600 + "]" * 600, max_depth=2**63)[3] == (
+        "JSON nested too deeply"
+    )
 
 
 @pytest.mark.parametrize("kind", ["array", "object", "mixed"])
@@ -706,11 +716,13 @@ def test_json_loads_same_on_nesting_past_the_recursion_limit(kind: str, depth: i
     assert_same_json_forms('{"a":' * depth)
 
 
-RECURSION_FAMILIES: dict[str, tuple[str, Callable[[int], Any]]] = {
-    # Inputs whose outcome depends on whether nesting n reaches the interpreter's recursion
-    # limit: below it, another error; at it, RecursionError, reported as nesting too deep.
+NESTING_FAMILIES: dict[str, tuple[str, Callable[[int], Any]]] = {
+    # Inputs that are wrong in another way too: nesting deeper than max_depth is what both
+    # report, checked over the whole text before anything else, so that the answer depends
+    # neither on how far a parser got nor on the caller's stack depth.
     "arrays then trailing data": ('"[" * n + "]" * n + "x"', lambda n: "[" * n + "]" * n + "x"),
     "unclosed arrays": ('"[" * n', lambda n: "[" * n),
+    "syntax error before the deep part": ('"[1 x" + "[" * n', lambda n: "[1 x" + "[" * n),
     "objects then trailing data": (
         "'{\"a\":' * n + '0' + '}' * n + 'x'",
         lambda n: '{"a":' * n + "0" + "}" * n + "x",
@@ -719,6 +731,10 @@ RECURSION_FAMILIES: dict[str, tuple[str, Callable[[int], Any]]] = {
         "'{\"a\":' * n + '{\"b\":1,\"b\":2}' + '}' * n",
         lambda n: '{"a":' * n + '{"b":1,"b":2}' + "}" * n,
     ),
+    "a lone surrogate inside": (
+        "'[' * n + '\"\\\\ud800\"' + ']' * n",
+        lambda n: "[" * n + '"\\ud800"' + "]" * n,
+    ),
     "a disclosure with a deep value then bad syntax": (
         "[b64url_encode(('[\"salt\", ' + '[' * n + ']' * n + ' x]').encode())]",
         lambda n: [b64url_encode(f'["salt", {"[" * n}{"]" * n} x]'.encode())],
@@ -726,12 +742,18 @@ RECURSION_FAMILIES: dict[str, tuple[str, Callable[[int], Any]]] = {
 }
 
 
+EXTRA_LEVEL = {
+    "syntax error before the deep part",
+    "objects around a duplicate",
+    "a disclosure with a deep value then bad syntax",
+}
+
+
 def _outcomes(family: str, n: int) -> tuple[Outcome, Outcome]:
-    """The reference's outcome and the C version's, both called from the same frame."""
-    data = RECURSION_FAMILIES[family][1](n)
+    """The reference's outcome and the C version's."""
+    data = NESTING_FAMILIES[family][1](n)
     if family.startswith("a disclosure"):
-        with bound("pure"):
-            return outcome(parse_disclosures_py, data), outcome(C.parse_disclosures, data)
+        return outcome(parse_disclosures_py, data), outcome(C.parse_disclosures, data)
     return outcome(json_loads_py, data), outcome(C.json_loads, data)
 
 
@@ -739,33 +761,22 @@ def _too_deep(result: Outcome) -> bool:
     return result[0] == "err" and result[3].endswith("nested too deeply")
 
 
-@pytest.mark.parametrize("family", list(RECURSION_FAMILIES))
-def test_same_refusal_at_the_recursion_limit(family: str) -> None:
-    # Both implementations spend a recursion level per container (RecursionError: nested too
-    # deeply), so where that starts depends on the caller's stack depth; called from the same
-    # frame, the two must start refusing at the same nesting, and agree around it.
-    first_refused = []
-    for side in (0, 1):  # the reference, then the C version
-        low, high = 1, 5000  # not refused at low, refused at high
-        assert _too_deep(_outcomes(family, high)[side])
-        while high - low > 1:
-            middle = (low + high) // 2
-            if _too_deep(_outcomes(family, middle)[side]):
-                high = middle
-            else:
-                low = middle
-        first_refused.append(high)
-    pure, c = first_refused
-    differences = []
-    for n in range(min(pure, c) - 3, max(pure, c) + 3):
+def _from_a_deep_stack(frames: int, family: str, n: int) -> tuple[Outcome, Outcome]:
+    return _outcomes(family, n) if frames == 0 else _from_a_deep_stack(frames - 1, family, n)
+
+
+@pytest.mark.parametrize("family", list(NESTING_FAMILIES))
+def test_same_refusal_past_max_depth(family: str) -> None:
+    # Families with one more bracket around or inside the n nest n + 1 deep.
+    extra = 1 if family in EXTRA_LEVEL else 0
+    first_too_deep = MAX_JSON_DEPTH + 1 - extra
+    for n in [*range(first_too_deep - 3, first_too_deep + 3), 500, 999, 5000]:
         expected, actual = _outcomes(family, n)
-        if actual != expected:
-            differences.append(f"n = {n}: pure {_show(expected)} / C {_show(actual)}")
-    expression = RECURSION_FAMILIES[family][0]
-    assert not differences, (
-        f"{expression}: nested too deeply from n = {pure} for the reference, from n = {c} for "
-        "the C version (at this stack depth):\n" + "\n".join(differences)
-    )
+        assert actual == expected, f"n = {n}: pure {_show(expected)} / C {_show(actual)}"
+        assert _too_deep(expected) == (n >= first_too_deep), f"n = {n}: {_show(expected)}"
+        # The same answer with most of the interpreter's recursion limit already spent.
+        deep = _from_a_deep_stack(700, family, n)
+        assert deep == (expected, actual), f"n = {n} from a deep stack"
 
 
 # --- JSON: generated inputs ------------------------------------------------------------------
@@ -1250,13 +1261,20 @@ def _chain(length: int, kind: str) -> tuple[dict[str, Any], tuple[Disclosure, ..
 
 
 @pytest.mark.parametrize("kind", ["object", "array"])
-@pytest.mark.parametrize("length", [1, 50, 200, 600, 2000])
+@pytest.mark.parametrize("length", [1, 50, 63, 64, 65, 66, 200, 600, 2000])
 def test_resolve_disclosures_same_on_chains_of_recursive_disclosures(
     length: int, kind: str
 ) -> None:
-    # Known mismatch (reported): the reference spends two Python frames a level and raises
-    # RecursionError (not a CivicError) from about 480 levels; the C version from about 950.
-    assert_same_resolution(*_chain(length, kind))
+    payload, disclosures = _chain(length, kind)
+    assert_same_resolution(payload, disclosures)
+    # Claims deeper than MAX_CLAIM_DEPTH are refused by both with a reason, never with a
+    # RecursionError. The deepest container's claim path: n - 1 long for a chain of n object
+    # disclosures (the payload at ()), n long for n array ones (the first array at ("a",)).
+    deepest = length - 1 if kind == "object" else length
+    result = outcome(resolve_disclosures_py, payload, disclosures)
+    assert (result[0] == "err") == (deepest >= MAX_CLAIM_DEPTH)
+    if result[0] == "err":
+        assert result[2] is ReasonCode.NESTING_TOO_DEEP and result[3] == "claims nested too deeply"
 
 
 CLAIM_KEYS = st.sampled_from(["a", "b", "c", "x", "n", "\ud55c", "k"])
