@@ -32,7 +32,7 @@ from itertools import accumulate
 from types import ModuleType
 from typing import Any
 
-from civic.errors import MalformedError, ReasonCode
+from civic.errors import MalformedError, ReasonCode, UsageError
 
 _URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/***")
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -250,11 +250,26 @@ def json_loads_object(data: str | bytes, *, what: str = "JSON value") -> dict[st
     return value
 
 
+def _dumps(value: Any, *, sort_keys: bool) -> str:
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys, allow_nan=False
+        )
+    except ValueError as exc:
+        # NaN and infinities would come out as NaN / Infinity, which no strict parser (this
+        # module's included) reads back: a credential carrying one would verify nowhere.
+        if "JSON compliant" not in str(exc):
+            raise
+        raise UsageError(
+            ReasonCode.NUMBER_OUT_OF_RANGE, "NaN and infinite numbers have no JSON form"
+        ) from None
+
+
 def json_dumps(value: Any) -> str:
     """Compact JSON as it goes on the wire; non-ASCII kept as UTF-8 (Korean names stay short)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _dumps(value, sort_keys=False)
 
 
 def json_dumps_canonical(value: Any) -> str:
     """Sorted-key compact JSON, for hashes that must not depend on member order (RFC 7638)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return _dumps(value, sort_keys=True)

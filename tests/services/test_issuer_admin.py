@@ -7,6 +7,7 @@ reinstate showing in the very next Status List Token.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -206,6 +207,17 @@ def test_offer_claims_are_checked_against_the_schema(
     )
     assert unknown.status_code == 400
     assert unknown.json()["error"] == "vct_unknown"
+    # Python's JSON reader takes NaN and Infinity; a credential carrying one would verify
+    # nowhere, so the offer is refused.
+    for number in (float("nan"), float("inf")):
+        vaccination = dict(get_type(VACCINATION_VCT).example_claims(), dn=number)
+        response = http.post(
+            "/admin/offers",
+            content=json.dumps({"vct": VACCINATION_VCT, "claims": vaccination}),
+            headers={**auth(issuer.admin_key), "content-type": "application/json"},
+        )
+        assert response.status_code == 400, number
+        assert response.json()["error"] in ("schema_invalid", "number_out_of_range"), number
     extra = http.post(
         "/admin/offers", json=offer_body(RESIDENCY_VCT, extra=1), headers=auth(issuer.admin_key)
     )

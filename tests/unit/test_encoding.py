@@ -133,3 +133,15 @@ def test_json_object_required(encoding: ModuleType) -> None:
 )
 def test_json_round_trip_matches_stdlib(encoding: ModuleType, value: object) -> None:
     assert encoding.json_loads(json_dumps(value)) == json.loads(json_dumps(value))
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_json_dumps_refuses_what_no_strict_parser_reads(number: float) -> None:
+    for dumps in (json_dumps, civic.encoding.json_dumps_canonical):
+        with pytest.raises(CivicError) as info:
+            dumps({"dose": [1, number]})
+        assert info.value.reason is ReasonCode.NUMBER_OUT_OF_RANGE
+    with pytest.raises(ValueError, match="Circular"):  # other encoder errors stay what they are
+        cycle: list[object] = []
+        cycle.append(cycle)
+        json_dumps(cycle)
