@@ -117,6 +117,14 @@ class Shown:
         return _short(self.value)
 
 
+def assert_no_differences(differences: list[tuple[int, str]]) -> None:
+    """Fail with the five shortest inputs (by length) on which the two versions differ."""
+    differences.sort()
+    assert not differences, f"{len(differences)} differ; the shortest:\n" + "\n".join(
+        d for _, d in differences[:5]
+    )
+
+
 def outcome(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Outcome:
     try:
         value = function(*args, **kwargs)
@@ -882,10 +890,7 @@ def test_json_loads_same_on_a_seeded_mutation_sweep() -> None:
             difference = json_difference(data)
             if difference is not None:
                 differences.append((len(data), difference))
-    differences.sort()
-    assert not differences, f"{len(differences)} differ; the shortest:\n" + "\n".join(
-        d for _, d in differences[:5]
-    )
+    assert_no_differences(differences)
 
 
 # --- base64url -------------------------------------------------------------------------------
@@ -1164,10 +1169,7 @@ def test_parse_disclosures_same_on_a_seeded_mutation_sweep() -> None:
         difference = disclosures_difference(parts)
         if difference is not None:
             differences.append((len(broken), difference))
-    differences.sort()
-    assert not differences, f"{len(differences)} differ; the shortest:\n" + "\n".join(
-        d for _, d in differences[:5]
-    )
+    assert_no_differences(differences)
 
 
 # --- SD-JWT disclosure resolution ---------------------------------------------------------
