@@ -36,4 +36,4 @@ fuzz: $(STAMP)
 	CIVIC_FUZZ_EXAMPLES=$${CIVIC_FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q tests/fuzz
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build civic/_speedups.*.so
