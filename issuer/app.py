@@ -39,7 +39,7 @@ from civic.errors import CivicError, ReasonCode
 from civic_service.config import SettingsError
 from civic_service.db import is_outage
 from issuer import db
-from issuer.admin import AdminError
+from issuer.admin import AdminError, authenticate
 from issuer.api.routes import admin as admin_routes
 from issuer.api.routes import oid4vci as oid4vci_routes
 from issuer.api.routes import status as status_routes
@@ -117,6 +117,9 @@ def registry_trust(runtime: IssuerRuntime) -> RegistryTrust:
 
 
 # --- middleware ----------------------------------------------------------------------------
+
+
+ADMIN_PREFIX = admin_routes.router.prefix + "/"
 
 
 class EdgeMiddleware:
@@ -340,7 +343,17 @@ def create_app(
         )
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # The admin API checks the API key before it answers anything about a request. FastAPI
+        # decodes a JSON body before it runs the route's dependencies, so a body that is not
+        # JSON lands here unauthenticated: the key is checked now (401 before 400).
+        if request.url.path.startswith(ADMIN_PREFIX):
+            try:
+                await run_in_threadpool(
+                    authenticate, context.engine, request.headers.get("authorization")
+                )
+            except AdminError as refused:
+                return await admin_error(request, refused)
         # Name the parameters only: their values may be personal data.
         names = sorted({str(item.get("loc", ("?",))[-1]) for item in error.errors()})
         return JSONResponse(

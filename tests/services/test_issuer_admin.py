@@ -371,3 +371,26 @@ def test_status_list_token_shape_and_cache_headers(http: httpx.Client, issuer: L
     assert parse_jws(later).payload_json()["iat"] == issuer.now()
     assert http.get("/status/999").status_code == 404
     assert http.get("/status/abc").status_code == 404
+
+
+def test_admin_checks_the_api_key_before_the_body(http: httpx.Client, issuer: LocalIssuer) -> None:
+    # FastAPI decodes a JSON body before running dependencies: an unauthenticated caller
+    # must still learn nothing about its request but 401.
+    for body in (b"not json", b'{"vct": '):
+        for headers in ({}, {"authorization": "Bearer wrong.key"}):
+            response = http.post(
+                "/admin/offers",
+                content=body,
+                headers={**headers, "content-type": "application/json"},
+            )
+            assert response.status_code == 401, (body, headers)
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        answered = http.post(
+            "/admin/offers",
+            content=body,
+            headers={**auth(issuer.admin_key), "content-type": "application/json"},
+        )
+        assert answered.status_code == 400
+        assert answered.json()["error"] == "invalid_request"
+    # Wallet endpoints keep their own OAuth errors.
+    assert http.post("/token", content=b"not a form").status_code == 400
